@@ -1,0 +1,175 @@
+# cython: language_level=3
+"""Tight loops over a batch for the stateless operators.
+
+Each function applies a user function to every item of a batch and returns a
+new list; none of them keeps state. They raise the user's exception as is (the
+engine adds the step id) and a TypeError naming the step when an item or a
+return value has the wrong type.
+"""
+
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+
+
+cdef inline tuple _pair(object item, str step_id):
+    """Unpack a ``(key, value)`` item, as Bytewax does: any 2-item sequence passes."""
+    if isinstance(item, tuple) and PyTuple_GET_SIZE(item) == 2:
+        return <tuple>item
+    try:
+        key, value = item
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"step {step_id!r} requires `(key, value)` 2-tuples as input; "
+            f"got {item!r} of type {type(item).__name__!r}"
+        ) from None
+    return (key, value)
+
+
+cdef inline object _not_bool(str step_id, str what, object got):
+    return TypeError(
+        f"return value of `{what}` in step {step_id!r} must be a `bool`; "
+        f"got {got!r} of type {type(got).__name__!r}"
+    )
+
+
+def map_items(object mapper, list batch not None):
+    """``[mapper(x) for x in batch]``."""
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(batch)
+    cdef list out = [None] * n
+    for i in range(n):
+        out[i] = mapper(<object>PyList_GET_ITEM(batch, i))
+    return out
+
+
+def filter_items(object predicate, list batch not None, str step_id not None):
+    """Keep the items for which ``predicate`` returns ``True`` (it must return a bool)."""
+    cdef list out = []
+    cdef Py_ssize_t i
+    for i in range(PyList_GET_SIZE(batch)):
+        item = <object>PyList_GET_ITEM(batch, i)
+        keep = predicate(item)
+        if keep is True:
+            out.append(item)
+        elif keep is not False:
+            raise _not_bool(step_id, "predicate", keep)
+    return out
+
+
+def filter_map_items(object mapper, list batch not None):
+    """Map every item and drop the ``None`` results."""
+    cdef list out = []
+    cdef Py_ssize_t i
+    for i in range(PyList_GET_SIZE(batch)):
+        res = mapper(<object>PyList_GET_ITEM(batch, i))
+        if res is not None:
+            out.append(res)
+    return out
+
+
+def flat_map_items(object mapper, list batch not None):
+    """Concatenate the iterables ``mapper`` returns for each item."""
+    cdef list out = []
+    cdef Py_ssize_t i
+    for i in range(PyList_GET_SIZE(batch)):
+        out.extend(mapper(<object>PyList_GET_ITEM(batch, i)))
+    return out
+
+
+def branch_items(object predicate, list batch not None, str step_id not None):
+    """Split a batch into ``(trues, falses)`` by a predicate returning a bool."""
+    cdef list trues = [], falses = []
+    cdef Py_ssize_t i
+    for i in range(PyList_GET_SIZE(batch)):
+        item = <object>PyList_GET_ITEM(batch, i)
+        which = predicate(item)
+        if which is True:
+            trues.append(item)
+        elif which is False:
+            falses.append(item)
+        else:
+            raise _not_bool(step_id, "predicate", which)
+    return trues, falses
+
+
+def key_on_items(object key_fn, list batch not None, str step_id not None):
+    """Pair every item with the ``str`` key ``key_fn`` returns for it."""
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(batch)
+    cdef list out = [None] * n
+    for i in range(n):
+        item = <object>PyList_GET_ITEM(batch, i)
+        key = key_fn(item)
+        if not isinstance(key, str):
+            raise TypeError(
+                f"return value of `key` in step {step_id!r} must be a `str`; "
+                f"got {key!r} of type {type(key).__name__!r}"
+            )
+        out[i] = (key, item)
+    return out
+
+
+def key_rm_items(list batch not None, str step_id not None):
+    """Drop the keys of ``(key, value)`` pairs."""
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(batch)
+    cdef list out = [None] * n
+    for i in range(n):
+        out[i] = _pair(<object>PyList_GET_ITEM(batch, i), step_id)[1]
+    return out
+
+
+def map_value_items(object mapper, list batch not None, str step_id not None):
+    """Map the value of every ``(key, value)`` pair, keeping its key."""
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(batch)
+    cdef list out = [None] * n
+    cdef tuple pair
+    for i in range(n):
+        pair = _pair(<object>PyList_GET_ITEM(batch, i), step_id)
+        out[i] = (pair[0], mapper(pair[1]))
+    return out
+
+
+def filter_value_items(object predicate, list batch not None, str step_id not None):
+    """Keep the pairs whose value ``predicate`` returns ``True`` for."""
+    cdef list out = []
+    cdef Py_ssize_t i
+    for i in range(PyList_GET_SIZE(batch)):
+        item = <object>PyList_GET_ITEM(batch, i)
+        keep = predicate(_pair(item, step_id)[1])
+        if keep is True:
+            out.append(item)
+        elif keep is not False:
+            raise _not_bool(step_id, "predicate", keep)
+    return out
+
+
+def filter_map_value_items(object mapper, list batch not None, str step_id not None):
+    """Map the value of every pair, dropping pairs whose new value is ``None``."""
+    cdef list out = []
+    cdef Py_ssize_t i
+    for i in range(PyList_GET_SIZE(batch)):
+        pair = _pair(<object>PyList_GET_ITEM(batch, i), step_id)
+        res = mapper(pair[1])
+        if res is not None:
+            out.append((pair[0], res))
+    return out
+
+
+def flat_map_value_items(object mapper, list batch not None, str step_id not None):
+    """Pair the key of every pair with each value ``mapper`` returns for its value."""
+    cdef list out = []
+    cdef Py_ssize_t i
+    for i in range(PyList_GET_SIZE(batch)):
+        pair = _pair(<object>PyList_GET_ITEM(batch, i), step_id)
+        key = pair[0]
+        for res in mapper(pair[1]):
+            out.append((key, res))
+    return out
+
+
+def index_of_type(list items not None, tuple types not None):
+    """Return the index of the first item whose type is in ``types``, or -1."""
+    cdef Py_ssize_t i
+    for i in range(PyList_GET_SIZE(items)):
+        if type(<object>PyList_GET_ITEM(items, i)) in types:
+            return i
+    return -1

@@ -1,0 +1,140 @@
+# cython: language_level=3
+"""The inner loops of keyed stateful steps.
+
+``states`` maps each key to its state; a key with no entry has no state.
+``dirty`` (a set, or ``None`` when nothing is snapshotted) collects the keys
+whose state changed, so an epoch's snapshot writes only those.
+"""
+
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.ref cimport PyObject
+
+from fastflow._cext.routing import RoutingError
+
+include "_pairs.pxi"
+
+
+cdef inline object _pair_result(object res, str step_id):
+    if not isinstance(res, tuple) or PyTuple_GET_SIZE(res) != 2:
+        raise TypeError(
+            f"return value of `mapper` in step {step_id!r} must be a "
+            f"`(updated_state, emit_value)` 2-tuple; got {res!r}"
+        )
+    return res
+
+
+def map_states(
+    dict states not None,
+    set dirty,
+    list batch not None,
+    object mapper,
+    object builder,
+    str step_id not None,
+):
+    """Run ``mapper(state, value) -> (new_state, emit)`` over a batch of pairs.
+
+    A key with no state starts from ``builder()``, or ``None`` when ``builder``
+    is ``None``. A new state of ``None`` discards the key. Returns the
+    ``(key, emit)`` pairs in input order.
+    """
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(batch)
+    cdef list out = [None] * n
+    cdef PyObject* found
+    for i in range(n):
+        item = <object>PyList_GET_ITEM(batch, i)
+        key = _key_of(item, step_id)
+        found = PyDict_GetItem(states, key)
+        if found is not NULL:
+            state = <object>found
+        elif builder is None:
+            state = None
+        else:
+            state = builder()
+        res = _pair_result(mapper(state, _value_of(item)), step_id)
+        state = <object>PyTuple_GET_ITEM(res, 0)
+        if state is None:
+            if found is not NULL:
+                del states[key]
+        else:
+            PyDict_SetItem(states, key, state)
+        if dirty is not None:
+            dirty.add(key)
+        out[i] = (key, <object>PyTuple_GET_ITEM(res, 1))
+    return out
+
+
+def flat_map_states(
+    dict states not None,
+    set dirty,
+    list batch not None,
+    object mapper,
+    str step_id not None,
+):
+    """Like :func:`map_states`, but ``mapper`` returns ``(new_state, iterable of emits)``."""
+    cdef list out = []
+    cdef PyObject* found
+    cdef Py_ssize_t i
+    for i in range(PyList_GET_SIZE(batch)):
+        item = <object>PyList_GET_ITEM(batch, i)
+        key = _key_of(item, step_id)
+        found = PyDict_GetItem(states, key)
+        state = <object>found if found is not NULL else None
+        res = _pair_result(mapper(state, _value_of(item)), step_id)
+        state = <object>PyTuple_GET_ITEM(res, 0)
+        if state is None:
+            if found is not NULL:
+                del states[key]
+        else:
+            PyDict_SetItem(states, key, state)
+        if dirty is not None:
+            dirty.add(key)
+        for emit in <object>PyTuple_GET_ITEM(res, 1):
+            out.append((key, emit))
+    return out
+
+
+def fold_states(
+    dict states not None,
+    set dirty,
+    list batch not None,
+    object folder,
+    object builder,
+    str step_id not None,
+):
+    """Fold every value into its key's state: ``state = folder(state, value)``.
+
+    A key with no state starts from ``builder()``; with no ``builder``, its
+    first value is its state (a reduce). Nothing is emitted here.
+    """
+    cdef PyObject* found
+    cdef Py_ssize_t i
+    for i in range(PyList_GET_SIZE(batch)):
+        item = <object>PyList_GET_ITEM(batch, i)
+        key = _key_of(item, step_id)
+        found = PyDict_GetItem(states, key)
+        if found is not NULL:
+            state = folder(<object>found, _value_of(item))
+        elif builder is None:
+            state = _value_of(item)
+        else:
+            state = folder(builder(), _value_of(item))
+        PyDict_SetItem(states, key, state)
+        if dirty is not None:
+            dirty.add(key)
+
+
+def group_by_key(list batch not None, str step_id not None):
+    """Group the values of a batch of pairs by key, keys and values in input order."""
+    cdef dict groups = {}
+    cdef PyObject* found
+    cdef Py_ssize_t i
+    for i in range(PyList_GET_SIZE(batch)):
+        item = <object>PyList_GET_ITEM(batch, i)
+        key = _key_of(item, step_id)
+        found = PyDict_GetItem(groups, key)
+        if found is NULL:
+            groups[key] = [_value_of(item)]
+        else:
+            (<list>found).append(_value_of(item))
+    return groups

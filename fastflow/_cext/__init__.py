@@ -1,0 +1,1 @@
+"""Compiled Cython hot paths (sources in ``cext/``); built by ``setup.py``."""

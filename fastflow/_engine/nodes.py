@@ -1,0 +1,321 @@
+"""Core steps at run time: each takes whole batches and pushes whole batches on.
+
+A node's ``push(batch)`` handles one batch from upstream and calls its
+downstream ``push`` directly, so a chain of stateless steps is a chain of
+plain calls per batch (fused), with the per-item work in compiled loops.
+``upstream_ended()`` is called once per upstream at end of input; when all
+have ended the node flushes and ends its downstreams.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from fastflow._cext import codec, state
+from fastflow._cext.ops import branch_items
+from fastflow._cext.routing import RoutingError
+from fastflow.errors import FastflowRuntimeError
+from fastflow.operators._logic import FoldBuilder, MapBuilder
+
+Push = Callable[[List[Any]], None]
+End = Callable[[], None]
+Row = Tuple[str, str, Optional[bytes]]
+
+
+def user_error(step_id: str, what: str, ex: BaseException) -> FastflowRuntimeError:
+    """Name the step whose user code raised ``ex`` (chain it as the cause)."""
+    return FastflowRuntimeError(
+        f"error calling `{what}` in step {step_id!r}: {type(ex).__name__}: {ex}"
+    )
+
+
+def encode_state(step_id: str, key: str, value: Any) -> bytes:
+    """Encode one snapshot, naming the step and key when the state cannot be encoded."""
+    try:
+        return codec.encode(value)
+    except codec.UnencodableError as ex:
+        raise FastflowRuntimeError(
+            f"cannot snapshot the state of step {step_id!r} for key {key!r}: {ex}"
+        ) from ex
+
+
+class Clock:
+    """The worker's epoch, read by nodes that report it."""
+
+    def __init__(self, epoch: int, worker_index: int, worker_count: int) -> None:
+        self.epoch = epoch
+        self.worker_index = worker_index
+        self.worker_count = worker_count
+
+
+class Node:
+    """Base of all run-time core steps."""
+
+    def __init__(self, step_id: str, up_count: int, end: End) -> None:
+        self.step_id = step_id
+        self._open_ups = up_count
+        self._end = end
+
+    def push(self, batch: List[Any]) -> None:
+        """Handle one non-empty batch from an upstream."""
+        raise NotImplementedError
+
+    def upstream_ended(self) -> None:
+        """One upstream reached end of input."""
+        self._open_ups -= 1
+        if self._open_ups == 0:
+            self.finish()
+            self._end()
+
+    def finish(self) -> None:
+        """Flush at end of input (stateful steps emit here)."""
+
+
+class PassNode(Node):
+    """``merge`` and ``redistribute`` (with one worker): batches go straight on."""
+
+    def __init__(self, step_id: str, up_count: int, down: Push, end: End) -> None:
+        super().__init__(step_id, up_count, end)
+        self.push = down  # type: ignore[method-assign]
+
+
+class FlatMapBatchNode(Node):
+    """Call the mapper on the whole batch."""
+
+    def __init__(self, step_id: str, mapper: Callable[[List[Any]], Any], down: Push, end: End):
+        super().__init__(step_id, 1, end)
+        self._mapper = mapper
+        self._down = down
+
+    def push(self, batch: List[Any]) -> None:
+        try:
+            out = self._mapper(batch)
+            if type(out) is not list:
+                out = list(out)
+        except RoutingError:
+            raise
+        except Exception as ex:
+            raise user_error(self.step_id, "mapper", ex) from ex
+        if out:
+            self._down(out)
+
+
+class BranchNode(Node):
+    """Split each batch by the predicate."""
+
+    def __init__(
+        self, step_id: str, predicate: Callable[[Any], bool], downs: Tuple[Push, Push], end: End
+    ):
+        super().__init__(step_id, 1, end)
+        self._predicate = predicate
+        self._trues, self._falses = downs
+
+    def push(self, batch: List[Any]) -> None:
+        try:
+            trues, falses = branch_items(self._predicate, batch, self.step_id)
+        except Exception as ex:
+            raise user_error(self.step_id, "predicate", ex) from ex
+        if trues:
+            self._trues(trues)
+        if falses:
+            self._falses(falses)
+
+
+class InspectDebugNode(Node):
+    """Show every item to the inspector with the epoch, then pass the batch on."""
+
+    def __init__(self, step_id: str, inspector: Callable[..., None], clock: Clock, down: Push,
+                 end: End) -> None:
+        super().__init__(step_id, 1, end)
+        self._inspector = inspector
+        self._clock = clock
+        self._down = down
+
+    def push(self, batch: List[Any]) -> None:
+        inspector, step_id = self._inspector, self.step_id
+        epoch, worker = self._clock.epoch, self._clock.worker_index
+        try:
+            for item in batch:
+                inspector(step_id, item, epoch, worker)
+        except Exception as ex:
+            raise user_error(step_id, "inspector", ex) from ex
+        self._down(batch)
+
+
+class StatefulNode(Node):
+    """``stateful_batch``: per-key state, run by a Cython loop for the common builders.
+
+    ``states`` holds, per key, the raw state (map and fold builders) or the
+    logic object (any other builder). ``dirty`` collects the keys changed
+    since the last snapshot; it is ``None`` when nothing is snapshotted.
+    """
+
+    def __init__(
+        self,
+        step_id: str,
+        builder: Callable[[Any], Any],
+        down: Push,
+        end: End,
+        track_changes: bool,
+    ) -> None:
+        super().__init__(step_id, 1, end)
+        self._builder = builder
+        self._down = down
+        self.states: Dict[str, Any] = {}
+        self.dirty: Optional[set[str]] = set() if track_changes else None
+        self._timers: Dict[str, datetime] = {}
+        if isinstance(builder, MapBuilder):
+            self.push = self._push_flat_map if builder.flat else self._push_map  # type: ignore
+            self.finish = self._finish_nothing  # type: ignore[method-assign]
+        elif isinstance(builder, FoldBuilder):
+            self.push = self._push_fold  # type: ignore[method-assign]
+            self.finish = self._finish_fold  # type: ignore[method-assign]
+        self._raw_states = isinstance(builder, (MapBuilder, FoldBuilder))
+        self.notifies = not self._raw_states  # only logic objects ask for notifications
+
+    # Fast paths: the raw state lives in ``states``.
+
+    def _push_map(self, batch: List[Any]) -> None:
+        spec = self._builder
+        try:
+            out = state.map_states(self.states, self.dirty, batch, spec.mapper, spec.init,
+                                   self.step_id)
+        except RoutingError:
+            raise
+        except Exception as ex:
+            raise user_error(self.step_id, "mapper", ex) from ex
+        self._down(out)
+
+    def _push_flat_map(self, batch: List[Any]) -> None:
+        spec = self._builder
+        try:
+            out = state.flat_map_states(self.states, self.dirty, batch, spec.mapper, self.step_id)
+        except RoutingError:
+            raise
+        except Exception as ex:
+            raise user_error(self.step_id, "mapper", ex) from ex
+        if out:
+            self._down(out)
+
+    def _push_fold(self, batch: List[Any]) -> None:
+        spec = self._builder
+        try:
+            state.fold_states(self.states, self.dirty, batch, spec.folder, spec.init, self.step_id)
+        except RoutingError:
+            raise
+        except Exception as ex:
+            raise user_error(self.step_id, "folder", ex) from ex
+
+    def _finish_nothing(self) -> None:
+        pass
+
+    def _finish_fold(self) -> None:
+        states = self.states
+        out = [(key, states[key]) for key in sorted(states)]
+        if self.dirty is not None:
+            self.dirty.update(states)
+        states.clear()
+        if out:
+            self._down(out)
+
+    # General path: one logic object per key.
+
+    def push(self, batch: List[Any]) -> None:
+        groups = state.group_by_key(batch, self.step_id)
+        out: List[Any] = []
+        for key, values in groups.items():
+            logic = self.states.get(key)
+            if logic is None:
+                logic = self._call(key, "builder", self._builder, None)
+            self._after(key, logic, self._call(key, "on_batch", logic.on_batch, values), out)
+        if out:
+            self._down(out)
+
+    def _call(self, key: str, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as ex:
+            raise FastflowRuntimeError(
+                f"error calling `{what}` in step {self.step_id!r} for key {key!r}: "
+                f"{type(ex).__name__}: {ex}"
+            ) from ex
+
+    def _after(self, key: str, logic: Any, result: Any, out: List[Any]) -> None:
+        """Collect a callback's emits, then store or discard the logic and its timer."""
+        emits, discard = self._call(key, "logic callback", _emits_and_flag, result)
+        out.extend([(key, w) for w in emits])
+        if self.dirty is not None:
+            self.dirty.add(key)
+        if discard:
+            self.states.pop(key, None)
+            self._timers.pop(key, None)
+            return
+        self.states[key] = logic
+        due = self._call(key, "notify_at", logic.notify_at)
+        if due is None:
+            self._timers.pop(key, None)
+        else:
+            self._timers[key] = due
+
+    def next_notify(self) -> Optional[datetime]:
+        """The earliest time a key asked to be notified at, if any."""
+        return min(self._timers.values()) if self._timers else None
+
+    def notify(self, now: datetime) -> None:
+        """Call ``on_notify`` for every key whose time has come (in key order)."""
+        due = sorted(key for key, at in self._timers.items() if at <= now)
+        out: List[Any] = []
+        for key in due:
+            logic = self.states[key]
+            self._after(key, logic, self._call(key, "on_notify", logic.on_notify), out)
+        if out:
+            self._down(out)
+
+    def finish(self) -> None:
+        out: List[Any] = []
+        for key in sorted(self.states):
+            logic = self.states[key]
+            self._after(key, logic, self._call(key, "on_eof", logic.on_eof), out)
+        self._timers.clear()
+        if out:
+            self._down(out)
+
+    # Recovery.
+
+    def snapshot_rows(self) -> List[Row]:
+        """Encode the state of every key changed since the last call (``None``: discarded)."""
+        assert self.dirty is not None
+        step_id, states = self.step_id, self.states
+        rows: List[Row] = []
+        for key in self.dirty:
+            held = states.get(key, _MISSING)
+            if held is _MISSING:
+                rows.append((step_id, key, None))
+                continue
+            value = held if self._raw_states else self._call(key, "snapshot", held.snapshot)
+            rows.append((step_id, key, encode_state(step_id, key, value)))
+        self.dirty.clear()
+        return rows
+
+    def restore(self, blobs: Dict[str, bytes]) -> None:
+        """Load the state of every key from its snapshot."""
+        decode = codec.decode
+        if self._raw_states:
+            self.states.update({key: decode(blob) for key, blob in blobs.items()})
+            return
+        for key, blob in blobs.items():
+            logic = self._call(key, "builder", self._builder, decode(blob))
+            self.states[key] = logic
+            due = self._call(key, "notify_at", logic.notify_at)
+            if due is not None:
+                self._timers[key] = due
+
+
+_MISSING = object()
+
+
+def _emits_and_flag(result: Any) -> Tuple[List[Any], bool]:
+    emits, discard = result
+    return list(emits), bool(discard)
+

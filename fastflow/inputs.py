@@ -1,0 +1,294 @@
+"""Sources: where a dataflow's items come from.
+
+Subclass :class:`FixedPartitionedSource` for input that is split into a fixed
+set of named partitions which can resume from a snapshot (files, queues with
+offsets), or :class:`DynamicSource` for input read independently on every
+worker with nothing to resume. The ``batch*`` helpers turn iterables and
+getters into the lists of items ``next_batch`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+from abc import ABC, abstractmethod
+from datetime import datetime, timedelta, timezone
+from itertools import islice
+from typing import (
+    Any,
+    AsyncIterable,
+    Callable,
+    Generic,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Type,
+    TypeVar,
+)
+
+__all__ = [
+    "AbortExecution",
+    "DynamicSource",
+    "FixedPartitionedSource",
+    "SimplePollingSource",
+    "Source",
+    "StatefulSourcePartition",
+    "StatelessSourcePartition",
+    "batch",
+    "batch_async",
+    "batch_getter",
+    "batch_getter_ex",
+]
+
+X = TypeVar("X")
+S = TypeVar("S")
+
+
+class AbortExecution(RuntimeError):
+    """Raised from ``next_batch`` to stop the execution as if the process died."""
+
+
+class Source(ABC, Generic[X]):  # noqa: B024 - a marker base, like Bytewax's
+    """Base of all sources; subclass one of the two kinds below instead."""
+
+
+class StatefulSourcePartition(ABC, Generic[X, S]):
+    """One partition of a :class:`FixedPartitionedSource`, able to resume."""
+
+    @abstractmethod
+    def next_batch(self) -> Iterable[X]:
+        """Return the next items (maybe none); raise ``StopIteration`` at the end."""
+
+    def next_awake(self) -> Optional[datetime]:
+        """When to call :meth:`next_batch` next (UTC); ``None`` means right away."""
+        return None
+
+    @abstractmethod
+    def snapshot(self) -> S:
+        """Return the state to resume from: it is passed to ``build_part`` after a restart."""
+
+    def close(self) -> None:
+        """Release resources once the partition is done."""
+
+
+class FixedPartitionedSource(Source[X], Generic[X, S]):
+    """Input split into a fixed set of named partitions, each resumable."""
+
+    @abstractmethod
+    def list_parts(self) -> List[str]:
+        """Return the names of the partitions this source is made of."""
+
+    @abstractmethod
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: Optional[S]
+    ) -> StatefulSourcePartition[X, S]:
+        """Build partition ``for_part``, resuming from ``resume_state`` if not ``None``."""
+
+
+class StatelessSourcePartition(ABC, Generic[X]):
+    """A worker's share of a :class:`DynamicSource`; it keeps no resume state."""
+
+    @abstractmethod
+    def next_batch(self) -> Iterable[X]:
+        """Return the next items (maybe none); raise ``StopIteration`` at the end."""
+
+    def next_awake(self) -> Optional[datetime]:
+        """When to call :meth:`next_batch` next (UTC); ``None`` means right away."""
+        return None
+
+    def close(self) -> None:
+        """Release resources once the partition is done."""
+
+
+class DynamicSource(Source[X]):
+    """Input read by every worker on its own, with no resume."""
+
+    @abstractmethod
+    def build(
+        self, step_id: str, worker_index: int, worker_count: int
+    ) -> StatelessSourcePartition[X]:
+        """Build this worker's partition."""
+
+
+class SimplePollingSource(FixedPartitionedSource[X, None]):
+    """Call :meth:`next_item` every ``interval``, on one worker.
+
+    Raise :class:`SimplePollingSource.Retry` from ``next_item`` to try again
+    sooner (or later) than the interval. ``align_to`` pins the polling times to
+    a grid starting at that moment. Nothing is snapshotted: after a restart,
+    polling starts again (at-least-once).
+
+    >>> from datetime import timedelta
+    >>> from fastflow.dataflow import Dataflow
+    >>> import fastflow.operators as op
+    >>> from fastflow.testing import run_main
+    >>> class Countdown(SimplePollingSource):
+    ...     def __init__(self):
+    ...         super().__init__(timedelta(milliseconds=1))
+    ...         self.left = 2
+    ...     def next_item(self):
+    ...         if self.left == 0:
+    ...             raise StopIteration()
+    ...         self.left -= 1
+    ...         return self.left
+    >>> flow = Dataflow("poll_eg")
+    >>> op.inspect("show", op.input("inp", flow, Countdown()))
+    >>> run_main(flow)
+    poll_eg.show: 1
+    poll_eg.show: 0
+    """
+
+    class Retry(Exception):
+        """Raised by ``next_item`` to be called again after ``timeout``."""
+
+        def __init__(self, timeout: timedelta) -> None:
+            super().__init__(timeout)
+            self.timeout = timeout
+
+    def __init__(self, interval: timedelta, align_to: Optional[datetime] = None) -> None:
+        if interval <= timedelta(0):
+            raise ValueError("SimplePollingSource interval must be positive")
+        self._interval = interval
+        self._align_to = align_to
+
+    def list_parts(self) -> List[str]:
+        """The source is a single partition."""
+        return ["singleton"]
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: None
+    ) -> StatefulSourcePartition[X, None]:
+        """Build the polling partition."""
+        return _PollingPartition(self._interval, self._align_to, self.next_item)
+
+    @abstractmethod
+    def next_item(self) -> X:
+        """Return the next item; raise ``StopIteration`` to end, ``Retry`` to poll again."""
+
+
+class _PollingPartition(StatefulSourcePartition[X, None]):
+    def __init__(
+        self, interval: timedelta, align_to: Optional[datetime], getter: Callable[[], X]
+    ) -> None:
+        self._interval = interval
+        self._getter = getter
+        now = datetime.now(timezone.utc)
+        if align_to is None:
+            self._next_awake = now
+        else:
+            missed = (now - align_to) // interval
+            self._next_awake = align_to + interval * (missed + 1)
+
+    def next_batch(self) -> List[X]:
+        try:
+            item = self._getter()
+        except SimplePollingSource.Retry as retry:
+            self._next_awake = datetime.now(timezone.utc) + retry.timeout
+            return []
+        self._next_awake += self._interval
+        return [item]
+
+    def next_awake(self) -> Optional[datetime]:
+        return self._next_awake
+
+    def snapshot(self) -> None:
+        return None
+
+
+def batch(ib: Iterable[X], batch_size: int) -> Iterator[List[X]]:
+    """Cut an iterable into lists of at most ``batch_size`` items.
+
+    >>> list(batch(range(5), 2))
+    [[0, 1], [2, 3], [4]]
+    """
+    it = iter(ib)
+    while chunk := list(islice(it, batch_size)):
+        yield chunk
+
+
+def batch_getter(
+    getter: Callable[[], X], batch_size: int, yield_on: Optional[X] = None
+) -> Iterator[List[X]]:
+    """Call ``getter`` into lists of up to ``batch_size``; a ``yield_on`` result ends a list early.
+
+    >>> it = iter([1, None, 2, 3])
+    >>> next(batch_getter(lambda: next(it), 5))
+    [1]
+    """
+    while True:
+        chunk: List[X] = []
+        while len(chunk) < batch_size:
+            item = getter()
+            if item == yield_on:
+                break
+            chunk.append(item)
+        yield chunk
+
+
+def batch_getter_ex(
+    getter: Callable[[], X],
+    batch_size: int,
+    yield_ex: Type[Exception] = queue.Empty,
+) -> Iterator[List[X]]:
+    """Like :func:`batch_getter`, but a list ends early when ``getter`` raises ``yield_ex``.
+
+    >>> q = queue.Queue()
+    >>> q.put(1)
+    >>> next(batch_getter_ex(q.get_nowait, 5))
+    [1]
+    """
+    while True:
+        chunk: List[X] = []
+        while len(chunk) < batch_size:
+            try:
+                chunk.append(getter())
+            except yield_ex:
+                break
+        yield chunk
+
+
+def batch_async(
+    aib: AsyncIterable[X],
+    timeout: timedelta,
+    batch_size: int,
+    loop: Optional[asyncio.AbstractEventLoop] = None,
+) -> Iterator[List[X]]:
+    """Drive an async iterable, yielding what arrived within ``timeout`` (up to ``batch_size``).
+
+    >>> async def numbers():
+    ...     for i in range(3):
+    ...         yield i
+    >>> list(batch_async(numbers(), timedelta(seconds=1), 2))
+    [[0, 1], [2]]
+    """
+    loop = loop if loop is not None else asyncio.new_event_loop()
+    ait = aib.__aiter__()
+    pending: Optional[asyncio.Future[Any]] = None
+    exhausted = False
+
+    async def fill() -> List[X]:
+        nonlocal pending, exhausted
+        chunk: List[X] = []
+        deadline = loop.time() + timeout.total_seconds()
+        while len(chunk) < batch_size:
+            if pending is None:
+                pending = asyncio.ensure_future(ait.__anext__())
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            finished, _ = await asyncio.wait([pending], timeout=left)
+            if not finished:
+                break
+            fut, pending = pending, None
+            try:
+                chunk.append(fut.result())
+            except StopAsyncIteration:
+                exhausted = True
+                break
+        return chunk
+
+    while not exhausted:
+        chunk = loop.run_until_complete(fill())
+        if chunk or not exhausted:
+            yield chunk

@@ -1,0 +1,199 @@
+"""Per-key logic of stateful operators, and the builders the engine runs in Cython.
+
+:class:`StatefulBatchLogic` is the general contract of ``stateful_batch``. The
+common operators (``stateful_map``, ``fold_final``, ...) instead pass a
+:class:`MapBuilder` or :class:`FoldBuilder`: still valid builders of a logic,
+but ones the engine recognises and runs as one Cython loop over the batch
+with the raw state in a dict, instead of one logic object per key.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime
+from typing import Any, Callable, Generic, Iterable, List, Optional, Tuple, TypeVar
+
+V = TypeVar("V")
+W = TypeVar("W")
+S = TypeVar("S")
+
+_EMPTY: Tuple[Any, ...] = ()
+
+
+class StatefulBatchLogic(ABC, Generic[V, W, S]):
+    """What one key of a ``stateful_batch`` step does with its values.
+
+    Every callback returns ``(values to emit, discard)``; ``DISCARD`` drops the
+    key's state (a later value builds a new logic), ``RETAIN`` keeps it.
+    """
+
+    RETAIN: bool = False
+    DISCARD: bool = True
+
+    @abstractmethod
+    def on_batch(self, values: List[V]) -> Tuple[Iterable[W], bool]:
+        """Handle this key's values of one batch, in arrival order."""
+
+    def on_notify(self) -> Tuple[Iterable[W], bool]:
+        """Called once the time :meth:`notify_at` returned has passed."""
+        return _EMPTY, self.RETAIN
+
+    def on_eof(self) -> Tuple[Iterable[W], bool]:
+        """Called when the upstream has ended."""
+        return _EMPTY, self.RETAIN
+
+    def notify_at(self) -> Optional[datetime]:
+        """When to call :meth:`on_notify` next (UTC), or ``None``; asked after every callback."""
+        return None
+
+    @abstractmethod
+    def snapshot(self) -> S:
+        """Return this key's state; the builder gets it back on resume."""
+
+
+class StatefulLogic(ABC, Generic[V, W, S]):
+    """Like :class:`StatefulBatchLogic`, one value at a time (for ``stateful``)."""
+
+    RETAIN: bool = False
+    DISCARD: bool = True
+
+    @abstractmethod
+    def on_item(self, value: V) -> Tuple[Iterable[W], bool]:
+        """Handle one value."""
+
+    def on_notify(self) -> Tuple[Iterable[W], bool]:
+        """Called once the time :meth:`notify_at` returned has passed."""
+        return _EMPTY, self.RETAIN
+
+    def on_eof(self) -> Tuple[Iterable[W], bool]:
+        """Called when the upstream has ended."""
+        return _EMPTY, self.RETAIN
+
+    def notify_at(self) -> Optional[datetime]:
+        """When to call :meth:`on_notify` next (UTC), or ``None``."""
+        return None
+
+    @abstractmethod
+    def snapshot(self) -> S:
+        """Return this key's state; the builder gets it back on resume."""
+
+
+class ItemsAsBatch(StatefulBatchLogic[V, W, S]):
+    """Run a :class:`StatefulLogic` as a batch logic, rebuilding it after a discard."""
+
+    def __init__(self, builder: Callable[[Optional[S]], StatefulLogic[V, W, S]], resume: Any):
+        self._builder = builder
+        self._logic: Optional[StatefulLogic[V, W, S]] = builder(resume)
+
+    def on_batch(self, values: List[V]) -> Tuple[Iterable[W], bool]:
+        emits: List[W] = []
+        for value in values:
+            if self._logic is None:
+                self._logic = self._builder(None)
+            out, discard = self._logic.on_item(value)
+            emits.extend(out)
+            if discard:
+                self._logic = None
+        return emits, self._logic is None
+
+    def _forward(self, name: str) -> Tuple[Iterable[W], bool]:
+        if self._logic is None:
+            return _EMPTY, self.DISCARD
+        out, discard = getattr(self._logic, name)()
+        if discard:
+            self._logic = None
+        return out, self._logic is None
+
+    def on_notify(self) -> Tuple[Iterable[W], bool]:
+        return self._forward("on_notify")
+
+    def on_eof(self) -> Tuple[Iterable[W], bool]:
+        return self._forward("on_eof")
+
+    def notify_at(self) -> Optional[datetime]:
+        return None if self._logic is None else self._logic.notify_at()
+
+    def snapshot(self) -> S:
+        assert self._logic is not None
+        return self._logic.snapshot()
+
+
+class MapBuilder:
+    """Builds the logic of ``stateful_map``/``stateful_flat_map``; run by a Cython loop.
+
+    ``mapper(state_or_None, value)`` returns ``(new_state, emit)`` (or, when
+    ``flat``, ``(new_state, iterable of emits)``); a new state of ``None``
+    discards the key. ``init()``, when given, makes a new key's first state.
+    """
+
+    def __init__(
+        self, mapper: Callable[[Any, Any], Tuple[Any, Any]], init: Optional[Callable[[], Any]],
+        flat: bool,
+    ) -> None:
+        self.mapper = mapper
+        self.init = init
+        self.flat = flat
+
+    def __call__(self, resume_state: Any) -> StatefulBatchLogic[Any, Any, Any]:
+        """Build the equivalent general logic (the engine uses the fast path instead)."""
+        return _MapLogic(self, resume_state)
+
+
+class _MapLogic(StatefulBatchLogic[Any, Any, Any]):
+    def __init__(self, spec: MapBuilder, state: Any) -> None:
+        self._spec = spec
+        self._state = state if state is not None or spec.init is None else spec.init()
+
+    def on_batch(self, values: List[Any]) -> Tuple[Iterable[Any], bool]:
+        emits: List[Any] = []
+        for value in values:
+            self._state, out = self._spec.mapper(self._state, value)
+            if self._spec.flat:
+                emits.extend(out)
+            else:
+                emits.append(out)
+        return emits, self._state is None
+
+    def snapshot(self) -> Any:
+        return self._state
+
+
+class FoldBuilder:
+    """Builds the logic of ``fold_final`` and friends; run by a Cython loop.
+
+    Values fold into the state with ``folder(state, value)``, starting from
+    ``init()`` (or from a key's first value when ``init`` is ``None``); the
+    state is emitted, and the key discarded, when the upstream ends.
+    """
+
+    def __init__(self, folder: Callable[[Any, Any], Any], init: Optional[Callable[[], Any]]):
+        self.folder = folder
+        self.init = init
+
+    def __call__(self, resume_state: Any) -> StatefulBatchLogic[Any, Any, Any]:
+        """Build the equivalent general logic (the engine uses the fast path instead)."""
+        return _FoldLogic(self, resume_state)
+
+
+class _FoldLogic(StatefulBatchLogic[Any, Any, Any]):
+    def __init__(self, spec: FoldBuilder, state: Any) -> None:
+        self._spec = spec
+        self._state = state
+        self._has_state = state is not None
+
+    def on_batch(self, values: List[Any]) -> Tuple[Iterable[Any], bool]:
+        for value in values:
+            if self._has_state:
+                self._state = self._spec.folder(self._state, value)
+            elif self._spec.init is None:
+                self._state = value
+            else:
+                self._state = self._spec.folder(self._spec.init(), value)
+            self._has_state = True
+        return _EMPTY, self.RETAIN
+
+    def on_eof(self) -> Tuple[Iterable[Any], bool]:
+        return (self._state,), self.DISCARD
+
+    def snapshot(self) -> Any:
+        return self._state

@@ -1,0 +1,315 @@
+"""Run flows in-process and feed them test data.
+
+:class:`TestingSource` plays a list (with ``EOF``, ``ABORT`` and ``PAUSE``
+markers to script endings, crashes and stalls); :class:`TestingSink` collects
+output into a list; :func:`run_main` runs a flow in the calling thread.
+
+>>> import fastflow.operators as op
+>>> from fastflow.dataflow import Dataflow
+>>> out = []
+>>> flow = Dataflow("testing_eg")
+>>> s = op.input("inp", flow, TestingSource([1, 2, TestingSource.EOF(), 3]))
+>>> op.output("out", s, TestingSink(out))
+>>> run_main(flow)
+>>> out
+[1, 2]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from itertools import islice
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, TypeVar, Union
+
+from fastflow._cext.ops import index_of_type
+from fastflow.dataflow import Dataflow
+from fastflow.inputs import (
+    AbortExecution,
+    FixedPartitionedSource,
+    StatefulSourcePartition,
+    StatelessSourcePartition,
+)
+from fastflow.outputs import DynamicSink, StatelessSinkPartition
+from fastflow.recovery import RecoveryConfig
+
+__all__ = [
+    "TestingSink",
+    "TestingSource",
+    "TimeTestingGetter",
+    "cluster_main",
+    "ffwd_iter",
+    "poll_next_batch",
+    "run_main",
+]
+
+X = TypeVar("X")
+
+
+class TestingSource(FixedPartitionedSource[X, Any]):
+    """Emit the items of an iterable, ``batch_size`` at a time, on one partition.
+
+    Markers in the iterable script what a real source would do:
+    ``TestingSource.EOF()`` ends the input there, ``TestingSource.ABORT()``
+    stops the execution as if the process had crashed (once per marker
+    object), ``TestingSource.PAUSE(for_duration)`` holds back the next items.
+
+    Resuming: the snapshot holds how many positions were consumed and a
+    fingerprint of them. If the iterable given on resume starts with the same
+    items, reading continues after them; if it differs, it is new data and is
+    read from its start. A plain ``int`` resume state skips that many positions.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    @dataclass
+    class EOF:
+        """End the input here, as if the source had no more data."""
+
+    @dataclass
+    class ABORT:
+        """Stop the execution here without finishing the epoch, as a crash would."""
+
+        _triggered: bool = False
+
+    @dataclass
+    class PAUSE:
+        """Emit nothing for ``for_duration``."""
+
+        for_duration: timedelta
+
+    def __init__(self, ib: Iterable[Union[X, EOF, ABORT, PAUSE]], batch_size: int = 1) -> None:
+        if batch_size < 1:
+            raise ValueError(f"TestingSource batch_size must be at least 1; got {batch_size}")
+        self._ib = ib
+        self._batch_size = batch_size
+
+    def list_parts(self) -> List[str]:
+        """One partition, named ``"iterable"``."""
+        return ["iterable"]
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: Optional[Any]
+    ) -> StatefulSourcePartition[X, Any]:
+        """Build the partition, continuing after ``resume_state`` when it matches."""
+        return _IterPartition(self._ib, self._batch_size, resume_state)
+
+
+_MARKERS = (TestingSource.EOF, TestingSource.ABORT, TestingSource.PAUSE)
+
+
+class _Fingerprint:
+    """A digest of the items at positions 0, 1, 2, 4, 8, ... and of the last one.
+
+    Sampling keeps its cost per batch tiny while still telling a continuation
+    of the same data from new data.
+    """
+
+    def __init__(self) -> None:
+        self._digest = hashlib.blake2b(digest_size=8)
+        self._count = 0
+        self._last: Any = None
+
+    def add(self, items: Sequence[Any]) -> None:
+        start, end = self._count, self._count + len(items)
+        pos = 0 if start == 0 else 1 << (start - 1).bit_length()
+        while pos < end:
+            self._digest.update(f"{pos}:{items[pos - start]!r}\n".encode())
+            pos = 1 if pos == 0 else pos * 2
+        if items:
+            self._last = items[-1]
+        self._count = end
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def hexdigest(self) -> str:
+        digest = self._digest.copy()
+        digest.update(f"last:{self._last!r}".encode())
+        return digest.hexdigest()
+
+
+class _IterPartition(StatefulSourcePartition[X, Any]):
+    def __init__(self, ib: Iterable[Any], batch_size: int, resume_state: Optional[Any]) -> None:
+        self._batch_size = batch_size
+        self._seq = ib if isinstance(ib, (list, tuple)) else None
+        self._it: Optional[Iterator[Any]] = None if self._seq is not None else iter(ib)
+        self._pos = 0  # next index into ``_seq``
+        self._pending: List[Any] = []  # read from ``_it`` but not consumed yet
+        self._seen = _Fingerprint()
+        self._next_awake: Optional[datetime] = None
+        self._ended = False
+        if isinstance(resume_state, int):
+            self._take(resume_state)
+        elif isinstance(resume_state, dict):
+            head = self._take(resume_state["consumed"])
+            if (
+                self._seen.count != resume_state["consumed"]
+                or self._seen.hexdigest() != resume_state["fingerprint"]
+            ):
+                self._restart_with(head)
+
+    def _restart_with(self, head: List[Any]) -> None:
+        """The input is new data: read it from its start, ``head`` included."""
+        self._seen = _Fingerprint()
+        if self._seq is None:
+            self._pending = head
+        else:
+            self._pos = 0
+
+    def _take(self, n: int) -> List[Any]:
+        """Consume up to ``n`` positions and return them."""
+        if self._seq is not None:
+            chunk = list(self._seq[self._pos : self._pos + n])
+            self._pos += len(chunk)
+        else:
+            chunk = self._pending[:n]
+            del self._pending[:n]
+            if len(chunk) < n:
+                assert self._it is not None
+                chunk.extend(islice(self._it, n - len(chunk)))
+        self._seen.add(chunk)
+        return chunk
+
+    def _peek(self, n: int) -> List[Any]:
+        if self._seq is not None:
+            return list(self._seq[self._pos : self._pos + n])
+        assert self._it is not None
+        if len(self._pending) < n:
+            self._pending = self._pending + list(islice(self._it, n - len(self._pending)))
+        return self._pending[:n]
+
+    def next_batch(self) -> List[X]:
+        if self._ended:
+            raise StopIteration()
+        self._next_awake = None
+        chunk = self._peek(self._batch_size)
+        if not chunk:
+            self._ended = True
+            raise StopIteration()
+        at = index_of_type(chunk, _MARKERS)
+        if at != 0:
+            return self._take(len(chunk) if at < 0 else at)
+        marker = self._take(1)[0]
+        if isinstance(marker, TestingSource.EOF):
+            self._ended = True
+            raise StopIteration()
+        if isinstance(marker, TestingSource.ABORT):
+            if not marker._triggered:
+                marker._triggered = True
+                raise AbortExecution()
+            return []
+        self._next_awake = datetime.now(timezone.utc) + marker.for_duration
+        return []
+
+    def next_awake(self) -> Optional[datetime]:
+        return self._next_awake
+
+    def snapshot(self) -> Any:
+        return {"consumed": self._seen.count, "fingerprint": self._seen.hexdigest()}
+
+
+class TestingSink(DynamicSink[X]):
+    """Append every output item to a list (which the caller keeps)."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, ls: List[X]) -> None:
+        self._ls = ls
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> StatelessSinkPartition[X]:
+        """Every worker appends to the same list."""
+        return _ListPartition(self._ls)
+
+
+class _ListPartition(StatelessSinkPartition[X]):
+    def __init__(self, ls: List[X]) -> None:
+        self._ls = ls
+
+    def write_batch(self, items: List[X]) -> None:
+        self._ls.extend(items)
+
+
+@dataclass
+class TimeTestingGetter:
+    """A clock for tests: ``get()`` returns ``now``, which only moves by ``advance``."""
+
+    now: datetime
+
+    def advance(self, td: timedelta) -> None:
+        """Move the clock forward."""
+        self.now += td
+
+    def get(self) -> datetime:
+        """Return the current test time."""
+        return self.now
+
+
+def ffwd_iter(it: Iterator[Any], n: int) -> None:
+    """Skip ``n`` items of an iterator.
+
+    >>> it = iter(range(5))
+    >>> ffwd_iter(it, 3)
+    >>> next(it)
+    3
+    """
+    for _ in islice(it, n):
+        pass
+
+
+def poll_next_batch(
+    part: Union[StatefulSourcePartition[X, Any], StatelessSourcePartition[X]],
+    timeout: timedelta = timedelta(seconds=5),
+) -> List[X]:
+    """Call ``part.next_batch()`` until it returns items; ``TimeoutError`` after ``timeout``."""
+    deadline = time.monotonic() + timeout.total_seconds()
+    while True:
+        batch = list(part.next_batch())
+        if batch:
+            return batch
+        if time.monotonic() >= deadline:
+            raise TimeoutError()
+        time.sleep(0.001)
+
+
+def run_main(
+    flow: Dataflow,
+    *,
+    epoch_interval: Optional[timedelta] = None,
+    recovery_config: Optional[RecoveryConfig] = None,
+) -> None:
+    """Run ``flow`` to completion in this thread, with one worker.
+
+    ``epoch_interval`` (default 10 s) is how often state is snapshotted when
+    ``recovery_config`` is given.
+    """
+    from fastflow._engine.worker import run_flow
+
+    run_flow(flow, epoch_interval=epoch_interval, recovery_config=recovery_config)
+
+
+def cluster_main(
+    flow: Dataflow,
+    addresses: List[str],
+    proc_id: int,
+    *,
+    epoch_interval: Optional[timedelta] = None,
+    recovery_config: Optional[RecoveryConfig] = None,
+    worker_count_per_proc: int = 1,
+) -> None:
+    """Run ``flow`` as process ``proc_id`` of a cluster at ``addresses``.
+
+    Only a single worker is supported so far: one process (``addresses`` of
+    at most one entry) with one worker.
+    """
+    if len(addresses) > 1 or worker_count_per_proc != 1:
+        raise NotImplementedError(
+            "fastflow runs one worker in one process for now; "
+            f"got {len(addresses)} addresses and {worker_count_per_proc} workers per process"
+        )
+    if proc_id != 0:
+        raise ValueError(f"proc_id must be 0 in a one-process cluster; got {proc_id}")
+    run_main(flow, epoch_interval=epoch_interval, recovery_config=recovery_config)
