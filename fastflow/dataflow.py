@@ -10,7 +10,7 @@ while a flow is built: the runtime later flattens the tree into its core steps.
 >>> from fastflow.testing import TestingSource, run_main
 >>> flow = Dataflow("doc")
 >>> nums = op.input("nums", flow, TestingSource([1, 2]))
->>> op.inspect("show", nums.then(op.map, "plus_one", lambda x: x + 1))
+>>> _ = op.inspect("show", nums.then(op.map, "plus_one", lambda x: x + 1))
 >>> run_main(flow)
 doc.show: 2
 doc.show: 3
@@ -104,11 +104,15 @@ class Stream(Generic[X_co]):
         >>> from fastflow.testing import TestingSource, run_main
         >>> flow = Dataflow("then_eg")
         >>> s = op.input("inp", flow, TestingSource([1]))
-        >>> s.then(op.map, "neg", lambda x: -x).then(op.inspect, "show")
+        >>> _ = s.then(op.map, "neg", lambda x: -x).then(op.inspect, "show")
         >>> run_main(flow)
         then_eg.show: -1
         """
         return op_fn(step_id, self, *args, **kwargs)
+
+    def flow(self) -> Dataflow:
+        """Return the dataflow this stream belongs to (to add top-level steps to it)."""
+        return self._scope.flow
 
     def _with_scope(self, scope: _Scope) -> Stream[X_co]:
         return Stream(self.stream_id, scope)
@@ -217,7 +221,7 @@ def operator(
     ...     return op.map("double", up, lambda x: x * 2)
     >>> flow = Dataflow("eg")
     >>> s = op.input("inp", flow, TestingSource([1, 2]))
-    >>> op.inspect("show", add_then_double("calc", s, 10))
+    >>> _ = op.inspect("show", add_then_double("calc", s, 10))
     >>> [step.step_id for step in flow.substeps[1].substeps]
     ['eg.calc.add', 'eg.calc.double']
     >>> run_main(flow)
@@ -249,9 +253,15 @@ def operator(
                 (s for s in map(_scope_of, bound.arguments.values()) if s is not None), None
             )
             if scope is None:
+                got = ", ".join(
+                    f"{name}={type(value).__name__}"
+                    for name, value in bound.arguments.items()
+                    if name != "step_id"
+                )
                 raise TypeError(
-                    f"operator {func.__name__!r} (step {step_id!r}) was given no Stream or "
-                    "Dataflow to attach to"
+                    f"operator {func.__name__!r} (step {step_id!r}) needs a `Stream` or the "
+                    f"`Dataflow` to attach to; got {got}; did you forget to unpack the result "
+                    "of an operator that returns several streams?"
                 )
             full_id = f"{scope.parent_id}.{step_id}"
             if full_id in scope.flow._step_ids:

@@ -111,13 +111,15 @@ class DynamicSource(Source[X]):
         """Build this worker's partition."""
 
 
-class SimplePollingSource(FixedPartitionedSource[X, None]):
+class SimplePollingSource(FixedPartitionedSource[X, S]):
     """Call :meth:`next_item` every ``interval``, on one worker.
 
     Raise :class:`SimplePollingSource.Retry` from ``next_item`` to try again
-    sooner (or later) than the interval. ``align_to`` pins the polling times to
-    a grid starting at that moment. Nothing is snapshotted: after a restart,
-    polling starts again (at-least-once).
+    sooner (or later) than the interval; return ``None`` to emit nothing this
+    time. ``align_to`` pins the polling times to a grid starting at that
+    moment. By default nothing is snapshotted, so after a restart polling
+    starts again (at-least-once); override :meth:`snapshot` and :meth:`resume`
+    to continue where the last snapshot left off.
 
     >>> from datetime import timedelta
     >>> from fastflow.dataflow import Dataflow
@@ -133,7 +135,7 @@ class SimplePollingSource(FixedPartitionedSource[X, None]):
     ...         self.left -= 1
     ...         return self.left
     >>> flow = Dataflow("poll_eg")
-    >>> op.inspect("show", op.input("inp", flow, Countdown()))
+    >>> _ = op.inspect("show", op.input("inp", flow, Countdown()))
     >>> run_main(flow)
     poll_eg.show: 1
     poll_eg.show: 0
@@ -157,28 +159,42 @@ class SimplePollingSource(FixedPartitionedSource[X, None]):
         return ["singleton"]
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: None
-    ) -> StatefulSourcePartition[X, None]:
-        """Build the polling partition."""
-        return _PollingPartition(self._interval, self._align_to, self.next_item)
+        self, step_id: str, for_part: str, resume_state: Optional[S]
+    ) -> StatefulSourcePartition[X, S]:
+        """Build the polling partition, first passing ``resume_state`` to :meth:`resume`."""
+        if resume_state is not None:
+            self.resume(resume_state)
+        return _PollingPartition(self._interval, self._align_to, self.next_item, self.snapshot)
 
     @abstractmethod
-    def next_item(self) -> X:
-        """Return the next item; raise ``StopIteration`` to end, ``Retry`` to poll again."""
+    def next_item(self) -> Optional[X]:
+        """Return the next item (``None``: none this time); ``StopIteration`` ends the input."""
+
+    def snapshot(self) -> S:
+        """Return where to resume reading after a restart (default ``None``: nothing to resume)."""
+        return None  # type: ignore[return-value]
+
+    def resume(self, resume_state: S) -> None:
+        """Continue after ``resume_state`` (what :meth:`snapshot` returned), before polling."""
 
 
-class _PollingPartition(StatefulSourcePartition[X, None]):
+class _PollingPartition(StatefulSourcePartition[X, S]):
     def __init__(
-        self, interval: timedelta, align_to: Optional[datetime], getter: Callable[[], X]
+        self,
+        interval: timedelta,
+        align_to: Optional[datetime],
+        getter: Callable[[], Optional[X]],
+        snapshot: Callable[[], S],
     ) -> None:
         self._interval = interval
         self._getter = getter
+        self._snapshot = snapshot
         now = datetime.now(timezone.utc)
-        if align_to is None:
-            self._next_awake = now
-        else:
-            missed = (now - align_to) // interval
-            self._next_awake = align_to + interval * (missed + 1)
+        self._next_awake = now
+        if align_to is not None:
+            since_mark = (now - align_to) % interval
+            if since_mark:
+                self._next_awake += interval - since_mark
 
     def next_batch(self) -> List[X]:
         try:
@@ -187,13 +203,13 @@ class _PollingPartition(StatefulSourcePartition[X, None]):
             self._next_awake = datetime.now(timezone.utc) + retry.timeout
             return []
         self._next_awake += self._interval
-        return [item]
+        return [] if item is None else [item]
 
     def next_awake(self) -> Optional[datetime]:
         return self._next_awake
 
-    def snapshot(self) -> None:
-        return None
+    def snapshot(self) -> S:
+        return self._snapshot()
 
 
 def batch(ib: Iterable[X], batch_size: int) -> Iterator[List[X]]:

@@ -80,5 +80,7 @@ class DynamicSink(Sink[X]):
     """Output written by every worker on its own."""
 
     @abstractmethod
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> StatelessSinkPartition[X]:
+    def build(
+        self, step_id: str, worker_index: int, worker_count: int
+    ) -> StatelessSinkPartition[X]:
         """Build this worker's partition."""

@@ -220,7 +220,9 @@ class TestingSink(DynamicSink[X]):
     def __init__(self, ls: List[X]) -> None:
         self._ls = ls
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> StatelessSinkPartition[X]:
+    def build(
+        self, step_id: str, worker_index: int, worker_count: int
+    ) -> StatelessSinkPartition[X]:
         """Every worker appends to the same list."""
         return _ListPartition(self._ls)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from fastflow._cext.routing import check_keyed
 from fastflow._engine.nodes import Clock, End, Node, Push, Row, encode_state, user_error

@@ -90,12 +90,16 @@ class Worker:
         built: Dict[str, Node] = {}
         # Build downstream first, so every node is handed its consumers' push.
         for step in reversed(plan):
-            ports = {port: _fan_out(consumers.get(stream, [])) for port, stream in step.downs.items()}
+            ports = {
+                port: _fan_out(consumers.get(stream, [])) for port, stream in step.downs.items()
+            }
             node = self._build(step, ports, resume.get(step.step_id, {}), recording)
             if node is not None:
                 built[step.step_id] = node
                 for stream_id in step.ups:
                     consumers[stream_id].insert(0, node)
+        for nodes in (self.inputs, self.outputs, self.stateful):
+            nodes.reverse()  # back into plan order
         self._snapshotters: List[Snapshotter] = [*self.inputs, *self.stateful, *self.outputs]
 
     def _build(
@@ -191,16 +195,6 @@ class Worker:
             time.sleep(wait)
 
 
-def _group_by_step(rows: Any) -> Dict[str, Dict[str, bytes]]:
-    grouped: Dict[str, Dict[str, bytes]] = {}
-    for step_id, key, blob in rows:
-        step = grouped.get(step_id)
-        if step is None:
-            step = grouped[step_id] = {}
-        step[key] = blob
-    return grouped
-
-
 def run_flow(
     flow: Dataflow,
     *,
@@ -219,7 +213,9 @@ def run_flow(
     backup_epochs = math.ceil(backup / interval)
     with RecoveryStore.open(recovery_config.db_dir) as store:
         start = store.start_execution(worker_count=1)
-        resume = _group_by_step(store.load(start.epoch))
+        resume: Dict[str, Dict[str, bytes]] = {}
+        for step_id, blobs in store.load_by_step(start.epoch):
+            resume.setdefault(step_id, {}).update(blobs)
         worker = Worker(plan, Clock(start.epoch, 0, 1), interval, resume, recording=True)
 
         def commit(epoch: int, rows: List[Any]) -> None:

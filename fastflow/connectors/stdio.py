@@ -32,7 +32,9 @@ class _PrintPartition(StatelessSinkPartition[Any]):
 class StdOutSink(DynamicSink[Any]):
     """Print every item on its own line, as ``print(item)`` would."""
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> StatelessSinkPartition[Any]:
+    def build(
+        self, step_id: str, worker_index: int, worker_count: int
+    ) -> StatelessSinkPartition[Any]:
         """Every worker prints to this process's stdout."""
         return _PrintPartition()
 
@@ -62,6 +64,8 @@ class StdInSource(DynamicSource[str]):
     def __init__(self, batch_size: int = 1) -> None:
         self._batch_size = batch_size
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> StatelessSourcePartition[str]:
+    def build(
+        self, step_id: str, worker_index: int, worker_count: int
+    ) -> StatelessSourcePartition[str]:
         """Build the reading partition."""
         return _LinePartition(self._batch_size)

@@ -124,7 +124,7 @@ def input(  # noqa: A001 - Bytewax's name
     """Read items from a source into the dataflow.
 
     >>> flow = Dataflow("input_eg")
-    >>> op.inspect("show", op.input("inp", flow, TestingSource(["a", "b"])))
+    >>> _ = op.inspect("show", op.input("inp", flow, TestingSource(["a", "b"])))
     >>> run_main(flow)
     input_eg.show: 'a'
     input_eg.show: 'b'
@@ -167,7 +167,7 @@ def flat_map_batch(
 
     >>> flow = Dataflow("fmb_eg")
     >>> s = op.input("inp", flow, TestingSource([1, 2, 3], batch_size=2))
-    >>> op.inspect("show", op.flat_map_batch("sums", s, lambda xs: [sum(xs)]))
+    >>> _ = op.inspect("show", op.flat_map_batch("sums", s, lambda xs: [sum(xs)]))
     >>> run_main(flow)
     fmb_eg.show: 3
     fmb_eg.show: 3
@@ -192,8 +192,8 @@ def branch(step_id: str, up: Stream[X], predicate: Callable[[X], bool]) -> Branc
     >>> flow = Dataflow("branch_eg")
     >>> nums = op.input("inp", flow, TestingSource([1, 2, 3]))
     >>> parts = op.branch("even", nums, lambda x: x % 2 == 0)
-    >>> op.inspect("evens", parts.trues)
-    >>> op.inspect("odds", parts.falses)
+    >>> _ = op.inspect("evens", parts.trues)
+    >>> _ = op.inspect("odds", parts.falses)
     >>> run_main(flow)
     branch_eg.odds: 1
     branch_eg.evens: 2
@@ -212,7 +212,7 @@ def merge(step_id: str, *ups: Stream[Any]) -> Stream[Any]:
     >>> flow = Dataflow("merge_eg")
     >>> a = op.input("a", flow, TestingSource([1]))
     >>> b = op.input("b", flow, TestingSource([2]))
-    >>> op.inspect("show", op.merge("both", a, b))
+    >>> _ = op.inspect("show", op.merge("both", a, b))
     >>> run_main(flow)
     merge_eg.show: 1
     merge_eg.show: 2
@@ -228,7 +228,7 @@ def redistribute(step_id: str, up: Stream[X]) -> Stream[X]:
 
     >>> flow = Dataflow("redist_eg")
     >>> s = op.redistribute("spread", op.input("inp", flow, TestingSource([1])))
-    >>> op.inspect("show", s)
+    >>> _ = op.inspect("show", s)
     >>> run_main(flow)
     redist_eg.show: 1
     """
@@ -257,7 +257,7 @@ def stateful_batch(
     ...         return self.n
     >>> flow = Dataflow("sb_eg")
     >>> s = op.input("inp", flow, TestingSource([("a", 1), ("a", 1), ("b", 1)]))
-    >>> op.inspect("show", op.stateful_batch("count", s, Count))
+    >>> _ = op.inspect("show", op.stateful_batch("count", s, Count))
     >>> run_main(flow)
     sb_eg.show: ('a', 1)
     sb_eg.show: ('a', 2)
@@ -299,7 +299,7 @@ def flat_map(step_id: str, up: Stream[X], mapper: Callable[[X], Iterable[Y]]) ->
 
     >>> flow = Dataflow("flat_map_eg")
     >>> s = op.input("inp", flow, TestingSource(["a b", "c"]))
-    >>> op.inspect("show", op.flat_map("split", s, str.split))
+    >>> _ = op.inspect("show", op.flat_map("split", s, str.split))
     >>> run_main(flow)
     flat_map_eg.show: 'a'
     flat_map_eg.show: 'b'
@@ -315,7 +315,7 @@ def map(step_id: str, up: Stream[X], mapper: Callable[[X], Y]) -> Stream[Y]:  # 
 
     >>> flow = Dataflow("map_eg")
     >>> s = op.input("inp", flow, TestingSource([1, 2]))
-    >>> op.inspect("show", op.map("double", s, lambda x: x * 2))
+    >>> _ = op.inspect("show", op.map("double", s, lambda x: x * 2))
     >>> run_main(flow)
     map_eg.show: 2
     map_eg.show: 4
@@ -332,7 +332,7 @@ def filter(  # noqa: A001
 
     >>> flow = Dataflow("filter_eg")
     >>> s = op.input("inp", flow, TestingSource([1, 2, 3, 4]))
-    >>> op.inspect("show", op.filter("even", s, lambda x: x % 2 == 0))
+    >>> _ = op.inspect("show", op.filter("even", s, lambda x: x % 2 == 0))
     >>> run_main(flow)
     filter_eg.show: 2
     filter_eg.show: 4
@@ -350,7 +350,7 @@ def filter_map(step_id: str, up: Stream[X], mapper: Callable[[X], Optional[Y]]) 
 
     >>> flow = Dataflow("filter_map_eg")
     >>> s = op.input("inp", flow, TestingSource(["1", "x", "3"]))
-    >>> op.inspect("show", op.filter_map("parse", s, lambda s: int(s) if s.isdigit() else None))
+    >>> _ = op.inspect("show", op.filter_map("parse", s, lambda s: int(s) if s.isdigit() else None))
     >>> run_main(flow)
     filter_map_eg.show: 1
     filter_map_eg.show: 3
@@ -365,7 +365,7 @@ def flatten(step_id: str, up: Stream[Iterable[X]]) -> Stream[X]:
 
     >>> flow = Dataflow("flatten_eg")
     >>> s = op.input("inp", flow, TestingSource([[1, 2], [], [3]]))
-    >>> op.inspect("show", op.flatten("flat", s))
+    >>> _ = op.inspect("show", op.flatten("flat", s))
     >>> run_main(flow)
     flatten_eg.show: 1
     flatten_eg.show: 2
@@ -380,7 +380,7 @@ def key_on(step_id: str, up: Stream[X], key: Callable[[X], str]) -> KeyedStream[
 
     >>> flow = Dataflow("key_on_eg")
     >>> s = op.input("inp", flow, TestingSource([{"user": "ann", "n": 1}]))
-    >>> op.inspect("show", op.key_on("by_user", s, lambda e: e["user"]))
+    >>> _ = op.inspect("show", op.key_on("by_user", s, lambda e: e["user"]))
     >>> run_main(flow)
     key_on_eg.show: ('ann', {'user': 'ann', 'n': 1})
     """
@@ -395,7 +395,7 @@ def key_rm(step_id: str, up: KeyedStream[X]) -> Stream[X]:
 
     >>> flow = Dataflow("key_rm_eg")
     >>> s = op.input("inp", flow, TestingSource([("a", 1)]))
-    >>> op.inspect("show", op.key_rm("unkey", s))
+    >>> _ = op.inspect("show", op.key_rm("unkey", s))
     >>> run_main(flow)
     key_rm_eg.show: 1
     """
@@ -409,7 +409,7 @@ def map_value(step_id: str, up: KeyedStream[V], mapper: Callable[[V], W]) -> Key
 
     >>> flow = Dataflow("map_value_eg")
     >>> s = op.input("inp", flow, TestingSource([("a", 1)]))
-    >>> op.inspect("show", op.map_value("inc", s, lambda v: v + 1))
+    >>> _ = op.inspect("show", op.map_value("inc", s, lambda v: v + 1))
     >>> run_main(flow)
     map_value_eg.show: ('a', 2)
     """
@@ -428,7 +428,7 @@ def filter_value(
 
     >>> flow = Dataflow("filter_value_eg")
     >>> s = op.input("inp", flow, TestingSource([("a", 1), ("b", -1)]))
-    >>> op.inspect("show", op.filter_value("pos", s, lambda v: v > 0))
+    >>> _ = op.inspect("show", op.filter_value("pos", s, lambda v: v > 0))
     >>> run_main(flow)
     filter_value_eg.show: ('a', 1)
     """
@@ -447,7 +447,8 @@ def filter_map_value(
 
     >>> flow = Dataflow("fmv_eg")
     >>> s = op.input("inp", flow, TestingSource([("a", "1"), ("b", "x")]))
-    >>> op.inspect("show", op.filter_map_value("parse", s, lambda v: int(v) if v.isdigit() else None))
+    >>> parsed = op.filter_map_value("parse", s, lambda v: int(v) if v.isdigit() else None)
+    >>> _ = op.inspect("show", parsed)
     >>> run_main(flow)
     fmv_eg.show: ('a', 1)
     """
@@ -466,7 +467,7 @@ def flat_map_value(
 
     >>> flow = Dataflow("flat_map_value_eg")
     >>> s = op.input("inp", flow, TestingSource([("a", 2)]))
-    >>> op.inspect("show", op.flat_map_value("range", s, range))
+    >>> _ = op.inspect("show", op.flat_map_value("range", s, range))
     >>> run_main(flow)
     flat_map_value_eg.show: ('a', 0)
     flat_map_value_eg.show: ('a', 1)
@@ -551,7 +552,7 @@ def stateful(
     ...         return self.seen
     >>> flow = Dataflow("stateful_eg")
     >>> s = op.input("inp", flow, TestingSource([("a", 1), ("a", 1), ("a", 2)]))
-    >>> op.inspect("show", op.stateful("dedupe", s, Dedupe))
+    >>> _ = op.inspect("show", op.stateful("dedupe", s, Dedupe))
     >>> run_main(flow)
     stateful_eg.show: ('a', 1)
     stateful_eg.show: ('a', 2)
@@ -585,7 +586,7 @@ def stateful_map(step_id: str, up: KeyedStream[V], mapper: Any, *legacy: Any) ->
 
     >>> flow = Dataflow("running_sum")
     >>> s = op.input("inp", flow, TestingSource([("a", 1), ("b", 5), ("a", 2)]))
-    >>> op.inspect("show", op.stateful_map("sum", s, lambda acc, x: ((acc or 0) + x,) * 2))
+    >>> _ = op.inspect("show", op.stateful_map("sum", s, lambda acc, x: ((acc or 0) + x,) * 2))
     >>> run_main(flow)
     running_sum.show: ('a', 1)
     running_sum.show: ('b', 5)
@@ -597,7 +598,7 @@ def stateful_map(step_id: str, up: KeyedStream[V], mapper: Any, *legacy: Any) ->
     >>> s = op.input("inp", flow, TestingSource([("a", 1), ("a", 2)]))
     >>> def add(acc, x):
     ...     return acc + x, acc + x
-    >>> op.inspect("show", op.stateful_map("sum", s, lambda: 0, add))
+    >>> _ = op.inspect("show", op.stateful_map("sum", s, lambda: 0, add))
     >>> run_main(flow)
     legacy_sum.show: ('a', 1)
     legacy_sum.show: ('a', 3)
@@ -628,7 +629,7 @@ def stateful_flat_map(
     >>> def seen(state, v):
     ...     state = (state or []) + [v]
     ...     return state, [len(state)] * len(state)
-    >>> op.inspect("show", op.stateful_flat_map("seen", s, seen))
+    >>> _ = op.inspect("show", op.stateful_flat_map("seen", s, seen))
     >>> run_main(flow)
     sfm_eg.show: ('a', 1)
     sfm_eg.show: ('a', 2)
@@ -649,7 +650,7 @@ def fold_final(
 
     >>> flow = Dataflow("fold_eg")
     >>> s = op.input("inp", flow, TestingSource([("b", 1), ("a", 2), ("b", 3)]))
-    >>> op.inspect("show", op.fold_final("sum", s, lambda: 0, lambda acc, x: acc + x))
+    >>> _ = op.inspect("show", op.fold_final("sum", s, lambda: 0, lambda acc, x: acc + x))
     >>> run_main(flow)
     fold_eg.show: ('a', 2)
     fold_eg.show: ('b', 4)
@@ -667,7 +668,7 @@ def reduce_final(
 
     >>> flow = Dataflow("reduce_eg")
     >>> s = op.input("inp", flow, TestingSource([("a", "x"), ("a", "y")]))
-    >>> op.inspect("show", op.reduce_final("cat", s, lambda a, b: a + b))
+    >>> _ = op.inspect("show", op.reduce_final("cat", s, lambda a, b: a + b))
     >>> run_main(flow)
     reduce_eg.show: ('a', 'xy')
     """
@@ -689,7 +690,7 @@ def count_final(step_id: str, up: Stream[X], key: Callable[[X], str]) -> KeyedSt
 
     >>> flow = Dataflow("count_eg")
     >>> s = op.input("inp", flow, TestingSource(["x", "y", "x"]))
-    >>> op.inspect("show", op.count_final("count", s, lambda w: w))
+    >>> _ = op.inspect("show", op.count_final("count", s, lambda w: w))
     >>> run_main(flow)
     count_eg.show: ('x', 2)
     count_eg.show: ('y', 1)
@@ -711,7 +712,7 @@ def max_final(
 
     >>> flow = Dataflow("max_eg")
     >>> s = op.input("inp", flow, TestingSource([("a", 3), ("a", 5), ("a", 4)]))
-    >>> op.inspect("show", op.max_final("max", s))
+    >>> _ = op.inspect("show", op.max_final("max", s))
     >>> run_main(flow)
     max_eg.show: ('a', 5)
     """
@@ -726,7 +727,7 @@ def min_final(
 
     >>> flow = Dataflow("min_eg")
     >>> s = op.input("inp", flow, TestingSource([("a", 3), ("a", 1), ("a", 4)]))
-    >>> op.inspect("show", op.min_final("min", s))
+    >>> _ = op.inspect("show", op.min_final("min", s))
     >>> run_main(flow)
     min_eg.show: ('a', 1)
     """
@@ -786,7 +787,7 @@ def collect(
 
     >>> flow = Dataflow("collect_eg")
     >>> s = op.input("inp", flow, TestingSource([("a", 1), ("a", 2), ("a", 3)]))
-    >>> op.inspect("show", op.collect("pairs", s, timedelta(seconds=10), 2))
+    >>> _ = op.inspect("show", op.collect("pairs", s, timedelta(seconds=10), 2))
     >>> run_main(flow)
     collect_eg.show: ('a', [1, 2])
     collect_eg.show: ('a', [3])
@@ -857,12 +858,14 @@ def join(
     >>> flow = Dataflow("join_eg")
     >>> names = op.input("names", flow, TestingSource([("1", "ann"), ("2", "bob")]))
     >>> ages = op.input("ages", flow, TestingSource([("1", 31)]))
-    >>> op.inspect("show", op.join("people", names, ages))
+    >>> _ = op.inspect("show", op.join("people", names, ages))
     >>> run_main(flow)
     join_eg.show: ('1', ('ann', 31))
     """
     if insert_mode not in _JOIN_INSERT_MODES:
-        raise ValueError(f"unknown join insert mode {insert_mode!r}; use one of {_JOIN_INSERT_MODES}")
+        raise ValueError(
+            f"unknown join insert mode {insert_mode!r}; use one of {_JOIN_INSERT_MODES}"
+        )
     if emit_mode not in _JOIN_EMIT_MODES:
         raise ValueError(f"unknown join emit mode {emit_mode!r}; use one of {_JOIN_EMIT_MODES}")
     if not sides:
@@ -926,7 +929,7 @@ def enrich_cached(
     >>> def fetch(k):
     ...     lookups.append(k)
     ...     return k.upper()
-    >>> op.inspect("show", op.enrich_cached("up", s, fetch, lambda c, x: (x, c.get(x))))
+    >>> _ = op.inspect("show", op.enrich_cached("up", s, fetch, lambda c, x: (x, c.get(x))))
     >>> run_main(flow)
     enrich_eg.show: ('a', 'A')
     enrich_eg.show: ('b', 'B')
