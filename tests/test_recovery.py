@@ -321,3 +321,21 @@ def test_init_refuses_existing_partitions_unless_forced(tmp_path):
     assert stored_state(tmp_path, "sums.sum.stateful_batch") == {"a": 1}
     init_db_dir(tmp_path, 1, force=True)
     assert stored_state(tmp_path, "sums.sum.stateful_batch") == {}
+
+
+def test_an_epoch_writes_only_the_keys_it_changed(tmp_path):
+    init_db_dir(tmp_path, 1)
+    flow = Dataflow("sums")
+    # First batch: 500 keys; second batch: one key six times. One epoch each.
+    items = [(f"k{i}", 1) for i in range(500)] + [("k7", 1)] * 6
+    s = op.input("inp", flow, TestingSource(items, batch_size=500))
+    s = op.stateful_map("sum", s, lambda acc, v: ((acc or 0) + v, None))
+    op.output("out", s, TestingSink([]))
+    config = RecoveryConfig(tmp_path, backup_interval=timedelta(days=1))
+    run_main(flow, epoch_interval=TINY_EPOCH, recovery_config=config)
+    with sqlite3.connect(tmp_path / "part-0.sqlite3") as conn:
+        per_epoch = conn.execute(
+            "SELECT count(*) FROM snapshots WHERE step_id = 'sums.sum.stateful_batch' "
+            "GROUP BY epoch ORDER BY epoch"
+        ).fetchall()
+    assert per_epoch == [(500,), (1,)]

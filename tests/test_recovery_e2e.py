@@ -145,3 +145,26 @@ def test_finished_flow_resumed_with_same_input_does_nothing(tmp_path, extra):
     first = fastflow("run", "flow.py", "-r", "db", *extra, cwd=tmp_path).stdout
     assert len(first.splitlines()) == 50
     assert fastflow("run", "flow.py", "-r", "db", *extra, cwd=tmp_path).stdout == ""
+
+
+def test_recovery_status_shows_the_store(tmp_path):
+    shutil.copy(EXAMPLES / "recovery.py", tmp_path / "recovery.py")
+    fastflow("init-recovery", "db_dir", "2", cwd=tmp_path)
+    fastflow("run", "recovery.py", "-r", "db_dir", "-s", "30", "-b", "180", cwd=tmp_path)
+    status = fastflow("recovery", "status", "db_dir", cwd=tmp_path).stdout
+    assert "partitions: 2\n" in status
+    assert "executions: 1\n" in status
+    assert "frontiers of the last execution: worker 0: 2\n" in status
+    assert "next run resumes at epoch: 2\n" in status
+    step_line = next(
+        line for line in status.splitlines() if "recovery.running_count.stateful_batch" in line
+    )
+    # one live key, one row, and its blob is the JSON number 3 (one byte)
+    assert step_line.split()[1:] == ["1", "1", "1"]
+
+
+def test_recovery_status_of_a_missing_directory_is_one_line(tmp_path):
+    proc = fastflow("recovery", "status", "nowhere", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "init-recovery" in proc.stderr
