@@ -9,6 +9,7 @@ return value has the wrong type.
 
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 
+from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 
 
@@ -167,9 +168,16 @@ def flat_map_value_items(object mapper, list batch not None, str step_id not Non
 
 
 def index_of_type(list items not None, tuple types not None):
-    """Return the index of the first item whose type is in ``types``, or -1."""
-    cdef Py_ssize_t i
+    """Return the index of the first item whose type is one of ``types``, or -1.
+
+    Types are compared by identity (no subclasses), which keeps the scan of a
+    batch with no such item at a few nanoseconds per item.
+    """
+    cdef Py_ssize_t i, j, n = PyTuple_GET_SIZE(types)
+    cdef PyTypeObject* t
     for i in range(PyList_GET_SIZE(items)):
-        if type(<object>PyList_GET_ITEM(items, i)) in types:
-            return i
+        t = Py_TYPE(<object>PyList_GET_ITEM(items, i))
+        for j in range(n):
+            if <PyObject*>t is PyTuple_GET_ITEM(types, j):
+                return i
     return -1

@@ -162,25 +162,26 @@ class _IterPartition(StatefulSourcePartition[X, Any]):
 
     def _take(self, n: int) -> List[Any]:
         """Consume up to ``n`` positions and return them."""
-        if self._seq is not None:
-            chunk = list(self._seq[self._pos : self._pos + n])
-            self._pos += len(chunk)
-        else:
-            chunk = self._pending[:n]
-            del self._pending[:n]
-            if len(chunk) < n:
-                assert self._it is not None
-                chunk.extend(islice(self._it, n - len(chunk)))
-        self._seen.add(chunk)
-        return chunk
+        return self._consume(self._peek(n))
 
     def _peek(self, n: int) -> List[Any]:
+        """Return (a new list of) up to ``n`` next positions without consuming them."""
         if self._seq is not None:
-            return list(self._seq[self._pos : self._pos + n])
+            chunk = self._seq[self._pos : self._pos + n]
+            return chunk if type(chunk) is list else list(chunk)
         assert self._it is not None
         if len(self._pending) < n:
-            self._pending = self._pending + list(islice(self._it, n - len(self._pending)))
+            self._pending.extend(islice(self._it, n - len(self._pending)))
         return self._pending[:n]
+
+    def _consume(self, chunk: List[Any]) -> List[Any]:
+        """Consume ``chunk``, a head of what :meth:`_peek` returned, and return it."""
+        if self._seq is not None:
+            self._pos += len(chunk)
+        else:
+            del self._pending[: len(chunk)]
+        self._seen.add(chunk)
+        return chunk
 
     def next_batch(self) -> List[X]:
         if self._ended:
@@ -192,8 +193,8 @@ class _IterPartition(StatefulSourcePartition[X, Any]):
             raise StopIteration()
         at = index_of_type(chunk, _MARKERS)
         if at != 0:
-            return self._take(len(chunk) if at < 0 else at)
-        marker = self._take(1)[0]
+            return self._consume(chunk if at < 0 else chunk[:at])
+        marker = self._consume(chunk[:1])[0]
         if isinstance(marker, TestingSource.EOF):
             self._ended = True
             raise StopIteration()
