@@ -1,0 +1,261 @@
+"""Head-to-head: the same flows on fastflow and on Bytewax 0.21.1, plus the plain-loop floor.
+
+Run through ``scripts/bench --compare`` (which installs Bytewax into its own
+venv), or directly::
+
+    python bench/compare.py --bytewax-python .bench-venv/bin/python [--rounds 5]
+
+Every measurement is a fresh interpreter running ``bench/measure.py`` (see
+there for exactly what is timed). Rounds alternate the engines' order, so
+slow drift of the machine hits all of them alike; the table shows medians.
+Each case's outputs must agree across engines (length and checksum).
+
+Resume cases first build a store holding K keys (one item per key, untimed),
+then time a run that resumes from it with the same input (so the source
+resumes at its end and only the restore of the state is left). Bytewax's
+resume from 1M keys takes minutes, so it runs once, under ``--timeout``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from flows import BATCH_SIZE
+
+HERE = Path(__file__).resolve().parent
+COLUMNS = ("plain", "fastflow", "bytewax")
+
+
+@dataclass
+class Case:
+    """One row of the table."""
+
+    name: str
+    label: str
+    workload: str
+    keys: int
+    recovery: bool = False
+    resume: bool = False
+    target: str = ""
+    engines: tuple = COLUMNS
+    times: Dict[str, List[Optional[float]]] = field(default_factory=dict)
+    outputs: Dict[str, set] = field(default_factory=dict)
+    bytes_per_key: Dict[str, float] = field(default_factory=dict)
+
+    def median(self, engine: str) -> Optional[float]:
+        """The median of the finished runs, or None if a run timed out or none ran."""
+        runs = self.times.get(engine, [])
+        if not runs or any(t is None for t in runs):
+            return None
+        return statistics.median(runs)  # type: ignore[type-var]
+
+
+def cases(items: int, resume_keys: List[int]) -> List[Case]:
+    """The rows: the issue's flows, in its order."""
+    rows = [
+        Case("stateless", f"stateless chain (map, filter, flat_map), {items:,} items",
+             "stateless", 0, target="fastflow <= 1.25x plain"),
+        Case("keyed_1k", "keyed running sum, 1k keys", "keyed_sum", 1000,
+             target="fastflow <= 1.25x plain"),
+        Case("keyed_100k", "keyed running sum, 100k keys", "keyed_sum", 100_000,
+             target="fastflow <= 1.25x plain"),
+        Case("keyed_100k_rec", "same, recovery on (-s 1)", "keyed_sum", 100_000,
+             recovery=True, engines=("fastflow", "bytewax"), target="<= 1.10x recovery off"),
+    ]
+    for keys in resume_keys:
+        rows.append(Case(f"resume_{keys}", f"resume from a store of {keys:,} keys", "keyed_sum",
+                         keys, recovery=True, resume=True, engines=("fastflow", "bytewax"),
+                         target="< 3 s" if keys >= 1_000_000 else ""))
+    return rows
+
+
+class Runner:
+    """Runs ``measure.py`` under the right interpreter."""
+
+    def __init__(self, pythons: Dict[str, str], items: int, batch_size: int, timeout: float,
+                 workdir: Path) -> None:
+        self.pythons = pythons
+        self.items = items
+        self.batch_size = batch_size
+        self.timeout = timeout
+        self.workdir = workdir
+
+    def store(self, case: Case, engine: str) -> Path:
+        return self.workdir / f"{case.name}-{engine}"
+
+    def measure(self, case: Case, engine: str, fresh_store: bool = False) -> Optional[dict]:
+        items = case.keys if case.resume else self.items
+        cmd = [
+            self.pythons[engine], str(HERE / "measure.py"), engine, case.workload,
+            "--items", str(items), "--keys", str(case.keys or 1),
+            "--batch-size", str(self.batch_size), "--interval", "1",
+        ]
+        if case.recovery:
+            cmd += ["--recovery-dir", str(self.store(case, engine))]
+            if fresh_store or not case.resume:
+                cmd.append("--fresh-store")
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        try:
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True,
+                                  timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            print(f"  {case.name} {engine}: timed out after {self.timeout:.0f} s", file=sys.stderr)
+            return None
+        except subprocess.CalledProcessError as ex:
+            sys.exit(f"{' '.join(cmd)} failed:\n{ex.stderr}")
+        return json.loads(done.stdout.splitlines()[-1])
+
+    def record(self, case: Case, engine: str, result: Optional[dict]) -> None:
+        case.times.setdefault(engine, []).append(None if result is None else result["seconds"])
+        if result is not None:
+            case.outputs.setdefault(engine, set()).add((result["count"], result["checksum"]))
+        shown = "timeout" if result is None else f"{result['seconds']:.3f} s"
+        print(f"  {case.name:16s} {engine:9s} {shown}", file=sys.stderr)
+
+
+def store_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def run(runner: Runner, rows: List[Case], rounds: int, slow_resume_keys: int) -> None:
+    for case in rows:
+        if not case.resume:
+            continue
+        for engine in case.engines:
+            print(f"building the store for {case.name} ({engine})", file=sys.stderr)
+            if runner.measure(case, engine, fresh_store=True) is None:
+                sys.exit(f"building the {engine} store for {case.name} timed out")
+            case.bytes_per_key[engine] = store_bytes(runner.store(case, engine)) / case.keys
+    for r in range(rounds):
+        print(f"round {r + 1}/{rounds}", file=sys.stderr)
+        for case in rows:
+            order = case.engines if r % 2 == 0 else tuple(reversed(case.engines))
+            for engine in order:
+                once = engine == "bytewax" and case.resume and case.keys >= slow_resume_keys
+                if once and r > 0:
+                    continue
+                runner.record(case, engine, runner.measure(case, engine))
+
+
+def _secs(t: Optional[float]) -> str:
+    return "—" if t is None else f"{t:.3f}"
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> str:
+    return "—" if a is None or b is None else f"{a / b:.2f}x"
+
+
+def table(rows: List[Case], timeout: float) -> str:
+    by_name = {c.name: c for c in rows}
+    lines = [
+        "| flow | plain loop (s) | fastflow (s) | Bytewax 0.21.1 (s) | fastflow / plain "
+        "| fastflow / Bytewax | target |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for c in rows:
+        ff, bw, pl = c.median("fastflow"), c.median("bytewax"), c.median("plain")
+        bw_text = _secs(bw)
+        if bw is None and None in c.times.get("bytewax", []):
+            bw_text = f"> {timeout:.0f}"
+        lines.append(
+            f"| {c.label} | {_secs(pl)} | {_secs(ff)} | {bw_text} | {_ratio(ff, pl)} "
+            f"| {_ratio(ff, bw)} | {c.target} |"
+        )
+    notes = []
+    off, on = by_name.get("keyed_100k"), by_name.get("keyed_100k_rec")
+    if off and on:
+        notes.append(
+            "recovery on / off (100k keys): fastflow "
+            f"{_ratio(on.median('fastflow'), off.median('fastflow'))}, Bytewax "
+            f"{_ratio(on.median('bytewax'), off.median('bytewax'))} (target: fastflow <= 1.10x)"
+        )
+    resumes = [c for c in rows if c.resume]
+    if len(resumes) >= 2:
+        small, big = resumes[0], resumes[-1]
+        notes.append(
+            f"resume time, {big.keys:,} / {small.keys:,} keys: fastflow "
+            f"{_ratio(big.median('fastflow'), small.median('fastflow'))}, Bytewax "
+            f"{_ratio(big.median('bytewax'), small.median('bytewax'))} "
+            f"(target: at most {1.2 * big.keys / small.keys:.0f}x)"
+        )
+    for c in resumes:
+        sizes = ", ".join(f"{e} {b:.0f}" for e, b in c.bytes_per_key.items())
+        notes.append(f"store bytes per key, {c.keys:,} keys: {sizes}")
+    bad = [c.name for c in rows if len(set().union(*c.outputs.values())) > 1]
+    if bad:
+        notes.append(f"OUTPUTS DIFFER between engines in: {', '.join(bad)}")
+    return "\n".join(lines + [""] + [f"- {n}" for n in notes])
+
+
+def machine(pythons: Dict[str, str]) -> str:
+    model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor() or "unknown",
+    )
+    versions = {}
+    for engine, python in pythons.items():
+        code = ("import sys, importlib.metadata as m; "
+                f"print(sys.version.split()[0], m.version({engine!r}) if {engine!r} != 'plain' "
+                "else '')")
+        versions[engine] = subprocess.run([python, "-c", code], capture_output=True, text=True,
+                                          check=True).stdout.split()
+    return (
+        f"- machine: {os.cpu_count()} CPUs (nproc), {model}, {platform.system()} "
+        f"{platform.release()}\n"
+        f"- python: {versions['plain'][0]} (fastflow {versions['fastflow'][1]}); "
+        f"Bytewax {versions['bytewax'][1]} on python {versions['bytewax'][0]}"
+    )
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bytewax-python", required=True,
+                        help="interpreter of a venv with bytewax==0.21.1")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    parser.add_argument("--resume-keys", default="100000,1000000",
+                        help="comma-separated store sizes for the resume rows")
+    parser.add_argument("--only", help="comma-separated row names (e.g. stateless,keyed_1k)")
+    parser.add_argument("--timeout", type=float, default=1200,
+                        help="seconds before one measurement is given up")
+    parser.add_argument("--output", type=Path, help="also write the table (markdown) here")
+    args = parser.parse_args(argv)
+    pythons = {"plain": sys.executable, "fastflow": sys.executable,
+               "bytewax": args.bytewax_python}
+    resume_keys = [int(k) for k in args.resume_keys.split(",") if k]
+    rows = cases(args.items, resume_keys)
+    if args.only:
+        wanted = args.only.split(",")
+        rows = [c for c in rows if c.name in wanted]
+    workdir = Path(tempfile.mkdtemp(prefix="fastflow-bench-"))
+    try:
+        runner = Runner(pythons, args.items, args.batch_size, args.timeout, workdir)
+        run(runner, rows, args.rounds, slow_resume_keys=1_000_000)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    report = (
+        f"{table(rows, args.timeout)}\n\n{machine(pythons)}\n"
+        f"- {args.rounds} rounds, medians; batch_size {args.batch_size}; one worker; "
+        "epoch interval 1 s\n"
+    )
+    print(report)
+    if args.output:
+        args.output.write_text(report)
+    return 1 if "OUTPUTS DIFFER" in report else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

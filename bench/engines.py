@@ -1,0 +1,36 @@
+"""The engines the benchmarks drive, behind one namespace each.
+
+fastflow's API is Bytewax's under another package name, so a flow written
+against the names here runs unchanged on either engine: that is what lets
+the head-to-head comparison time the *same* flow code on both.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import SimpleNamespace
+
+ENGINES = ("fastflow", "bytewax")
+
+
+def load(name: str) -> SimpleNamespace:
+    """Import engine ``name`` (``fastflow`` or ``bytewax``) and return its public names.
+
+    >>> api = load("fastflow")
+    >>> api.name, api.op.__name__
+    ('fastflow', 'fastflow.operators')
+    """
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; use one of {ENGINES}")
+    testing = importlib.import_module(f"{name}.testing")
+    recovery = importlib.import_module(f"{name}.recovery")
+    return SimpleNamespace(
+        name=name,
+        op=importlib.import_module(f"{name}.operators"),
+        Dataflow=importlib.import_module(f"{name}.dataflow").Dataflow,
+        TestingSource=testing.TestingSource,
+        TestingSink=testing.TestingSink,
+        run_main=testing.run_main,
+        RecoveryConfig=recovery.RecoveryConfig,
+        init_db_dir=recovery.init_db_dir,
+    )

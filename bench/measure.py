@@ -1,0 +1,105 @@
+"""Time one run of one workload in this process and print the result as JSON.
+
+Run by ``compare.py`` in a fresh interpreter per measurement (so start-up,
+imports and building the input are never timed, and runs cannot warm each
+other up)::
+
+    python bench/measure.py ENGINE WORKLOAD [--items N] [--keys K] [--batch-size B]
+                            [--interval S] [--recovery-dir DIR [--fresh-store]]
+
+ENGINE is ``fastflow``, ``bytewax`` or ``plain`` (the plain loop). What is
+timed, with ``time.perf_counter``: the ``run_main(flow, ...)`` call alone
+(for ``plain``, the loop alone). Before it: imports, building the input list
+and the flow, creating a fresh recovery store (``--fresh-store``), then
+``gc.collect(); gc.freeze()`` so the collector does not rescan the
+pre-built input during the run (the same for all three). The output is
+checked outside the timing: its length and an order-independent checksum
+(``PYTHONHASHSEED`` is fixed by the caller) must agree across engines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import shutil
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, List, Optional
+
+from flows import BATCH_SIZE, WORKLOADS
+
+
+def checksum(out: List[Any]) -> int:
+    """An order-independent digest of the output (needs a fixed ``PYTHONHASHSEED``)."""
+    return sum(hash(item) for item in out) & 0xFFFFFFFFFFFFFFFF
+
+
+def measure(
+    engine: str,
+    workload: str,
+    items: int,
+    keys: int,
+    batch_size: int = BATCH_SIZE,
+    interval: float = 1.0,
+    recovery_dir: Optional[Path] = None,
+    fresh_store: bool = False,
+) -> dict[str, Any]:
+    """Build the input and the flow, then time one run; return what was measured."""
+    spec = WORKLOADS[workload]
+    data = spec.items(items, keys)
+    out: List[Any] = []
+    if engine == "plain":
+        run = lambda: spec.plain(data, out)  # noqa: E731
+    else:
+        from engines import load
+
+        api = load(engine)
+        flow = spec.build(api, data, out, batch_size)
+        config = None
+        if recovery_dir is not None:
+            if fresh_store:
+                shutil.rmtree(recovery_dir, ignore_errors=True)
+                recovery_dir.mkdir(parents=True)
+                api.init_db_dir(recovery_dir, 1)
+            config = api.RecoveryConfig(str(recovery_dir))
+        epoch = timedelta(seconds=interval)
+        run = lambda: api.run_main(flow, epoch_interval=epoch, recovery_config=config)  # noqa: E731
+    gc.collect()
+    gc.freeze()
+    start = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - start
+    gc.unfreeze()
+    return {
+        "engine": engine,
+        "workload": workload,
+        "seconds": seconds,
+        "count": len(out),
+        "checksum": checksum(out),
+    }
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("engine", choices=["fastflow", "bytewax", "plain"])
+    parser.add_argument("workload", choices=sorted(WORKLOADS))
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--keys", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    parser.add_argument("--interval", type=float, default=1.0, help="epoch length, seconds")
+    parser.add_argument("--recovery-dir", type=Path)
+    parser.add_argument("--fresh-store", action="store_true", help="init a new store first")
+    args = parser.parse_args(argv)
+    result = measure(
+        args.engine, args.workload, args.items, args.keys, args.batch_size, args.interval,
+        args.recovery_dir, args.fresh_store,
+    )
+    json.dump(result, sys.stdout)
+    print()
+
+
+if __name__ == "__main__":
+    main()
