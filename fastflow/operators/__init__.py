@@ -897,7 +897,7 @@ class TTLCache(Generic[K, V]):
         hit = self._cache.get(k)
         if hit is not None:
             fetched_at, value = hit
-            if now - fetched_at < self.ttl:
+            if now - fetched_at <= self.ttl:
                 return value
         value = self.v_getter(k)
         self._cache[k] = (now, value)
