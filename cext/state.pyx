@@ -16,12 +16,19 @@ include "_pairs.pxi"
 
 
 cdef inline object _pair_result(object res, str step_id):
-    if not isinstance(res, tuple) or PyTuple_GET_SIZE(res) != 2:
+    """Return ``res`` as a 2-tuple; like unpacking it, any 2-item iterable will do."""
+    pair = res
+    if not isinstance(pair, tuple):
+        try:
+            pair = tuple(res)
+        except TypeError:
+            pair = ()
+    if PyTuple_GET_SIZE(pair) != 2:
         raise TypeError(
             f"return value of `mapper` in step {step_id!r} must be a "
             f"`(updated_state, emit_value)` 2-tuple; got {res!r}"
         )
-    return res
+    return pair
 
 
 def map_states(
