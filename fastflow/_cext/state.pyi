@@ -1,0 +1,26 @@
+from typing import Any, Callable, Dict, List, Optional, Set
+
+def map_states(
+    states: Dict[str, Any],
+    dirty: Optional[Set[str]],
+    batch: List[Any],
+    mapper: Callable[[Any, Any], Any],
+    builder: Optional[Callable[[], Any]],
+    step_id: str,
+) -> List[Any]: ...
+def flat_map_states(
+    states: Dict[str, Any],
+    dirty: Optional[Set[str]],
+    batch: List[Any],
+    mapper: Callable[[Any, Any], Any],
+    step_id: str,
+) -> List[Any]: ...
+def fold_states(
+    states: Dict[str, Any],
+    dirty: Optional[Set[str]],
+    batch: List[Any],
+    folder: Callable[[Any, Any], Any],
+    builder: Optional[Callable[[], Any]],
+    step_id: str,
+) -> None: ...
+def group_by_key(batch: List[Any], step_id: str) -> Dict[str, List[Any]]: ...
