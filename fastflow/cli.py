@@ -1,6 +1,8 @@
 """The ``fastflow`` command: run flows and manage recovery directories.
 
-Imports stay lazy so that ``fastflow --version`` and ``--help`` start fast.
+``fastflow run`` is :mod:`fastflow.run` and ``fastflow init-recovery`` is
+:mod:`fastflow.recovery` (both also runnable with ``python -m``); this module
+only puts them, and ``recovery status``, under one command.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import fastflow
-from fastflow.run import EXIT_BAD_INPUT, add_run_arguments, run_command
+from fastflow.recovery import INIT_DESCRIPTION, add_init_arguments, init_command
+from fastflow.run import EXIT_BAD_INPUT, RUN_HELP, add_run_arguments, run_command
 
 PROG = "fastflow"
 
@@ -25,46 +28,28 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fastflow {fastflow.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = commands.add_parser(
-        "run", help="run a dataflow", description="Run a dataflow, resuming its state with -r."
+    add_run_arguments(commands.add_parser("run", help="run a dataflow", **RUN_HELP))
+    add_init_arguments(
+        commands.add_parser(
+            "init-recovery",
+            help="create the recovery partitions of a flow",
+            description=INIT_DESCRIPTION,
+        )
     )
-    add_run_arguments(run)
-
-    init = commands.add_parser(
-        "init-recovery",
-        help="create the recovery partitions of a flow",
-        description="Create DB_DIR (if missing) and PART_COUNT empty recovery partitions in it.",
-    )
-    init.add_argument("db_dir", metavar="DB_DIR", type=Path, help="directory of the partitions")
-    init.add_argument("part_count", metavar="PART_COUNT", type=int, help="how many partitions")
-    init.add_argument(
-        "--force", action="store_true", help="delete existing partitions (and their state) first"
-    )
-
     recovery = commands.add_parser(
         "recovery", help="inspect a recovery directory", description="Inspect recovery partitions."
     )
-    recovery_commands = recovery.add_subparsers(dest="recovery_command", metavar="COMMAND",
-                                                required=True)
+    recovery_commands = recovery.add_subparsers(
+        dest="recovery_command", metavar="COMMAND", required=True
+    )
     status = recovery_commands.add_parser(
         "status",
         help="show partitions, executions, resume epoch and snapshot sizes",
-        description="Show what a recovery directory holds, without changing it.",
+        description="Show what a recovery directory holds (partitions, executions, resume "
+        "epoch, per-worker frontiers, snapshot counts and sizes per step), without changing it.",
     )
     status.add_argument("db_dir", metavar="DB_DIR", type=Path, help="directory of the partitions")
     return parser
-
-
-def _init_recovery(args: argparse.Namespace) -> int:
-    from fastflow.recovery import RecoveryError, init_db_dir
-
-    try:
-        paths = init_db_dir(args.db_dir, args.part_count, force=args.force)
-    except (RecoveryError, ValueError, OSError) as ex:
-        print(f"{PROG} init-recovery: error: {ex}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(f"created {len(paths)} recovery partition(s) in {args.db_dir}", file=sys.stderr)
-    return 0
 
 
 def _recovery_status(args: argparse.Namespace) -> int:
@@ -86,9 +71,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "run":
         return run_command(args, f"{PROG} run")
     if args.command == "init-recovery":
-        return _init_recovery(args)
+        return init_command(args, f"{PROG} init-recovery")
     return _recovery_status(args)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -67,30 +67,41 @@ def init_db_dir(db_dir: Union[Path, str], count: int, *, force: bool = False) ->
     return _init_db_dir(db_dir, count, force=force)
 
 
-def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Create a set of empty recovery partitions for `fastflow run -r DB_DIR`.",
-    )
-    parser.add_argument("db_dir", type=Path, help="directory to create the partitions in")
-    parser.add_argument("part_count", type=int, help="number of partitions to create")
+INIT_DESCRIPTION = "Create DB_DIR (if missing) and PART_COUNT empty recovery partitions in it."
+
+
+def add_init_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the arguments of ``init-recovery`` (shared with ``fastflow init-recovery``)."""
+    parser.add_argument("db_dir", metavar="DB_DIR", type=Path, help="directory of the partitions")
+    parser.add_argument("part_count", metavar="PART_COUNT", type=int, help="how many partitions")
     parser.add_argument(
-        "--force",
-        action="store_true",
-        help="delete existing partitions (and all their state) first",
+        "--force", action="store_true", help="delete existing partitions (and their state) first"
     )
-    return parser
+
+
+def init_command(args: argparse.Namespace, prog: str) -> int:
+    """Carry out a parsed ``init-recovery`` command; returns the exit code."""
+    try:
+        paths = init_db_dir(args.db_dir, args.part_count, force=args.force)
+    except (RecoveryError, ValueError) as ex:
+        print(f"{prog}: error: {ex}", file=sys.stderr)
+        return 2
+    except OSError as ex:
+        print(
+            f"{prog}: error: cannot create recovery partitions in {args.db_dir}: {ex.strerror}",
+            file=sys.stderr,
+        )
+        return 2
+    plural = "" if len(paths) == 1 else "s"
+    print(f"created {len(paths)} recovery partition{plural} in {args.db_dir}")
+    return 0
 
 
 def main(argv: Optional[List[str]] = None, prog: str = "python -m fastflow.recovery") -> int:
-    """Run ``init-recovery``; returns the exit code."""
-    args = _parser(prog).parse_args(argv)
-    try:
-        init_db_dir(args.db_dir, args.part_count, force=args.force)
-    except (RecoveryError, ValueError, OSError) as ex:
-        print(f"{prog}: error: {ex}", file=sys.stderr)
-        return 2
-    return 0
+    """Parse ``argv`` as ``fastflow init-recovery`` does and run it; returns the exit code."""
+    parser = argparse.ArgumentParser(prog=prog, description=INIT_DESCRIPTION)
+    add_init_arguments(parser)
+    return init_command(parser.parse_args(argv), prog)
 
 
 if __name__ == "__main__":

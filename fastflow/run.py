@@ -1,8 +1,11 @@
-"""``fastflow run`` (also ``python -m fastflow.run``): run a flow file from the command line.
+"""``fastflow run`` (also ``python -m fastflow.run``): run a flow from the command line.
 
-Exit codes: 0 when the flow ran to the end, 1 when it raised (its traceback
-and a one-line summary go to stderr), 2 on bad usage or bad input (a missing
-or broken flow file, an unusable recovery directory): one line on stderr.
+Exit codes: 0 when the flow ran to the end; 1 when it raised (the traceback of
+the user's code, then one line naming the failing step, on stderr); 2 on bad
+usage or bad input (a flow that cannot be found or built, bad option values,
+an unusable recovery directory): one line on stderr, after the user's
+traceback only if the user's code raised while the flow was being built;
+130 when interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -13,24 +16,49 @@ import sys
 import traceback
 from datetime import timedelta
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+if TYPE_CHECKING:  # imported lazily at run time, to keep start-up small
+    from fastflow.dataflow import Dataflow
+    from fastflow.recovery import RecoveryConfig
 
 __all__ = ["cli_main", "main"]
 
-EXIT_OK, EXIT_FLOW_RAISED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FLOW_RAISED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+RUN_HELP: Dict[str, Any] = {
+    "description": "Run a dataflow to the end of its input; with -r, snapshot its state "
+    "every epoch and resume from the last snapshot.",
+    "epilog": "examples:\n"
+    "  fastflow run flows/wordcount.py\n"
+    "  fastflow run my_pkg.flows:flow\n"
+    "  fastflow run 'my_pkg.flows:build(\"config.toml\")'\n"
+    "  fastflow init-recovery db 1 && fastflow run flow.py -r db -s 30 -b 180\n",
+    "formatter_class": argparse.RawDescriptionHelpFormatter,
+}
 
 
 def _seconds(text: str) -> timedelta:
+    """Parse a number of seconds >= 0."""
     try:
-        value = float(text)
-    except ValueError:
+        value = timedelta(seconds=float(text))
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0:
+    if value < timedelta(0):
         raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return timedelta(seconds=value)
+    return value
+
+
+def _positive_seconds(text: str) -> timedelta:
+    """Parse a number of seconds > 0."""
+    value = _seconds(text)
+    if not value:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
+    return value
 
 
 def _positive_int(text: str) -> int:
+    """Parse a whole number >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -40,67 +68,133 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _Option(NamedTuple):
+    flags: Tuple[str, str]
+    metavar: str
+    parse: Callable[[str], Any]
+    env: str
+    default: Optional[str]  # parsed like a value given on the command line
+    help: str
+
+
+# Options not given on the command line come from the environment, else the default.
+_OPTIONS = {
+    "recovery_directory": _Option(
+        ("-r", "--recovery-directory"), "DB_DIR", Path, "FASTFLOW_RECOVERY_DIRECTORY", None,
+        "directory of recovery partitions (made with `fastflow init-recovery`); state is "
+        "snapshotted there every epoch and the run resumes from the last snapshot",
+    ),
+    "snapshot_interval": _Option(
+        ("-s", "--snapshot-interval"), "SECONDS", _positive_seconds,
+        "FASTFLOW_SNAPSHOT_INTERVAL", "10",
+        "length of an epoch: how often state is snapshotted (default: 10)",
+    ),
+    "backup_interval": _Option(
+        ("-b", "--backup-interval"), "SECONDS", _seconds, "FASTFLOW_BACKUP_INTERVAL", "0",
+        "how long superseded snapshots are kept, so that a backup copy of the partitions "
+        "taken within that time can be resumed from (default: 0)",
+    ),
+    "workers_per_process": _Option(
+        ("-w", "--workers-per-process"), "WORKERS", _positive_int,
+        "FASTFLOW_WORKERS_PER_PROCESS", "1",
+        "workers per process; only 1 is supported so far (default: 1)",
+    ),
+    "processes": _Option(
+        ("-p", "--processes"), "PROCESSES", _positive_int, "FASTFLOW_PROCESSES", "1",
+        "processes to run; only 1 is supported so far (default: 1)",
+    ),
+}
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the options of ``run`` (shared by ``fastflow run`` and ``python -m fastflow.run``)."""
-    env = os.environ.get
+    """Declare the options of ``run`` (for ``fastflow run`` and ``python -m fastflow.run``)."""
     parser.add_argument(
         "import_str",
         metavar="IMPORT_STR",
         help="the flow to run: path/to/flow.py, module, module:variable or "
         'module:factory("arg") (the variable defaults to `flow`)',
     )
-    parser.add_argument(
-        "-r", "--recovery-directory", type=Path,
-        default=env("FASTFLOW_RECOVERY_DIRECTORY"),
-        help="directory of recovery partitions (made with `fastflow init-recovery`); "
-        "state is snapshotted there every epoch and the run resumes from it "
-        "[env FASTFLOW_RECOVERY_DIRECTORY]",
-    )
-    parser.add_argument(
-        "-s", "--snapshot-interval", type=_seconds, metavar="SECONDS",
-        default=_seconds(env("FASTFLOW_SNAPSHOT_INTERVAL", "10")),
-        help="length of an epoch: how often state is snapshotted (default: 10) "
-        "[env FASTFLOW_SNAPSHOT_INTERVAL]",
-    )
-    parser.add_argument(
-        "-b", "--backup-interval", type=_seconds, metavar="SECONDS",
-        default=_seconds(env("FASTFLOW_BACKUP_INTERVAL", "0")),
-        help="how long superseded snapshots are kept, so a backup copy of the partitions "
-        "taken within that time can be resumed from (default: 0) [env FASTFLOW_BACKUP_INTERVAL]",
-    )
-    parser.add_argument(
-        "-w", "--workers-per-process", type=_positive_int, metavar="WORKERS",
-        default=_positive_int(env("FASTFLOW_WORKERS_PER_PROCESS", "1")),
-        help="workers per process; only 1 is supported so far [env FASTFLOW_WORKERS_PER_PROCESS]",
-    )
-    parser.add_argument(
-        "-p", "--processes", type=_positive_int, metavar="PROCESSES",
-        default=_positive_int(env("FASTFLOW_PROCESSES", "1")),
-        help="processes to run; only 1 is supported so far [env FASTFLOW_PROCESSES]",
+    for dest, option in _OPTIONS.items():
+        parser.add_argument(
+            *option.flags,
+            dest=dest,
+            type=option.parse,
+            metavar=option.metavar,
+            help=f"{option.help} [env {option.env}]",
+        )
+
+
+class _BadInput(Exception):
+    """Stop with exit code 2 and this one-line message."""
+
+
+def _apply_env(args: argparse.Namespace) -> None:
+    """Fill the options not given on the command line from the environment or defaults."""
+    for dest, option in _OPTIONS.items():
+        text = os.environ.get(option.env) or option.default
+        if getattr(args, dest) is None and text is not None:
+            try:
+                setattr(args, dest, option.parse(text))
+            except argparse.ArgumentTypeError as ex:
+                raise _BadInput(f"environment variable {option.env}: {ex}") from None
+
+
+_PACKAGE_DIR = os.path.realpath(os.path.dirname(__file__)) + os.sep
+
+
+def _is_internal(frame: traceback.FrameSummary) -> bool:
+    """Whether a frame is fastflow's own (or the import machinery's), not the user's."""
+    name = frame.filename
+    return (
+        name.startswith("<frozen importlib")
+        or name.startswith("cext" + os.sep)
+        or os.path.realpath(name).startswith(_PACKAGE_DIR)
     )
 
 
-def _fail(prog: str, message: str, code: int) -> int:
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    return code
+def _print_user_traceback(error: BaseException) -> None:
+    """Print ``error``'s traceback chain on stderr without fastflow's own frames.
+
+    A part made only of fastflow frames (a bug in fastflow) is printed in full.
+    """
+    shown = traceback.TracebackException.from_exception(error)
+    part: Optional[traceback.TracebackException] = shown
+    while part is not None:
+        user_frames = [frame for frame in part.stack if not _is_internal(frame)]
+        if user_frames:
+            part.stack = traceback.StackSummary.from_list(user_frames)
+        part = part.__cause__ or (None if part.__suppress_context__ else part.__context__)
+    print("".join(shown.format()), end="", file=sys.stderr)
 
 
-def run_command(args: argparse.Namespace, prog: str) -> int:
-    """Carry out a parsed ``run`` command; returns the exit code."""
+def _one_line(error: BaseException) -> str:
+    from fastflow.errors import FastflowRuntimeError
+
+    text = str(error) if isinstance(error, FastflowRuntimeError) else (
+        f"{type(error).__name__}: {error}"
+    )
+    return " ".join(text.split())
+
+
+def _run(args: argparse.Namespace, prog: str) -> int:
     from fastflow._locate import FlowImportFailed, FlowNotFound, locate_dataflow
+    from fastflow.errors import FastflowRuntimeError
     from fastflow.recovery import RecoveryConfig, RecoveryError
 
+    _apply_env(args)
     if args.workers_per_process != 1 or args.processes != 1:
-        return _fail(prog, "only one worker in one process is supported so far", EXIT_BAD_INPUT)
-    if args.snapshot_interval <= timedelta(0):
-        return _fail(prog, "the snapshot interval (-s) must be positive", EXIT_BAD_INPUT)
+        raise _BadInput(
+            "only one worker in one process is supported so far; got "
+            f"-w {args.workers_per_process} -p {args.processes}"
+        )
     try:
         flow = locate_dataflow(args.import_str)
     except FlowNotFound as ex:
-        return _fail(prog, str(ex), EXIT_BAD_INPUT)
+        raise _BadInput(str(ex)) from None
     except FlowImportFailed as ex:
-        traceback.print_exception(ex.__cause__, file=sys.stderr)
-        return _fail(prog, str(ex), EXIT_BAD_INPUT)
+        assert ex.__cause__ is not None
+        _print_user_traceback(ex.__cause__)
+        raise _BadInput(str(ex)) from None
     recovery = (
         None
         if args.recovery_directory is None
@@ -109,25 +203,39 @@ def run_command(args: argparse.Namespace, prog: str) -> int:
     try:
         cli_main(flow, epoch_interval=args.snapshot_interval, recovery_config=recovery)
     except RecoveryError as ex:
-        return _fail(prog, str(ex), EXIT_BAD_INPUT)
-    except KeyboardInterrupt:
-        return _fail(prog, "interrupted", 130)
+        raise _BadInput(str(ex)) from None
     except Exception as ex:
-        traceback.print_exception(ex, file=sys.stderr)
-        return _fail(prog, f"the flow raised {type(ex).__name__}: {ex}", EXIT_FLOW_RAISED)
-    finally:
-        sys.stdout.flush()
+        user_error = ex
+        while isinstance(user_error, FastflowRuntimeError) and user_error.__cause__ is not None:
+            user_error = user_error.__cause__
+        _print_user_traceback(user_error)
+        print(f"{prog}: error: the flow failed: {_one_line(ex)}", file=sys.stderr)
+        return EXIT_FLOW_RAISED
     return EXIT_OK
 
 
+def run_command(args: argparse.Namespace, prog: str) -> int:
+    """Carry out a parsed ``run`` command; returns the exit code."""
+    try:
+        return _run(args, prog)
+    except _BadInput as ex:
+        print(f"{prog}: error: {ex}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        sys.stdout.flush()
+
+
 def cli_main(
-    flow: "Dataflow",  # noqa: F821 - imported lazily to keep start-up small
+    flow: Dataflow,
     *,
     workers_per_process: int = 1,
     process_id: Optional[int] = None,
     addresses: Optional[List[str]] = None,
     epoch_interval: Optional[timedelta] = None,
-    recovery_config: "Optional[RecoveryConfig]" = None,  # noqa: F821
+    recovery_config: Optional[RecoveryConfig] = None,
 ) -> None:
     """Run ``flow`` as the command line would (one worker in this process, for now)."""
     from fastflow.testing import cluster_main
@@ -144,7 +252,7 @@ def cli_main(
 
 def main(argv: Optional[List[str]] = None, prog: str = "python -m fastflow.run") -> int:
     """Parse ``argv`` as ``fastflow run`` does and run the flow; returns the exit code."""
-    parser = argparse.ArgumentParser(prog=prog, description="Run a fastflow dataflow.")
+    parser = argparse.ArgumentParser(prog=prog, **RUN_HELP)
     add_run_arguments(parser)
     return run_command(parser.parse_args(argv), prog)
 
