@@ -43,3 +43,8 @@ def fastflow_command() -> List[str]:
     """The installed ``fastflow`` console command (``python -m fastflow`` if not found)."""
     exe = shutil.which("fastflow", path=str(Path(sys.executable).parent))
     return [exe] if exe else [sys.executable, "-m", "fastflow"]
+
+
+# tests/flows/ holds Bytewax flow files run by test_bytewax_parity.py in
+# subprocesses; they import `bytewax`, so pytest must not import them.
+collect_ignore = ["flows"]
