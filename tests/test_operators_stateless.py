@@ -7,6 +7,8 @@ from datetime import timedelta
 from typing import Any, Callable, List
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastflow.operators as op
 from fastflow.dataflow import Dataflow, Stream
@@ -580,3 +582,36 @@ def test_non_callable_user_function_is_a_build_time_type_error(build: Build) -> 
     s = op.input("inp", flow, TestingSource([1]))
     with pytest.raises(TypeError, match=r"of step 'm' must be callable"):
         build(s)
+
+
+# Property: a stateless chain gives what the same plain-Python loop gives, whatever the batching.
+
+
+def _chain(s: Stream[int]) -> Stream[Any]:
+    doubled = op.map("double", s, lambda x: x * 2)
+    small = op.filter("small", doubled, lambda x: x < 50)
+    spread = op.flat_map("spread", small, lambda x: [x] * (x % 3))
+    keyed = op.key_on("key", spread, lambda x: str(x % 4))
+    return op.filter_map_value("fmv", keyed, lambda v: None if v % 5 == 0 else v + 1)
+
+
+def _chain_in_python(items: List[int]) -> List[Any]:
+    out = []
+    for x in items:
+        x *= 2
+        if x < 50:
+            for y in [x] * (x % 3):
+                if y % 5:
+                    out.append((str(y % 4), y + 1))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-100, 100), max_size=40), st.integers(1, 7))
+def test_stateless_chain_matches_a_python_loop(items: List[int], batch_size: int) -> None:
+    out: List[Any] = []
+    flow = Dataflow("df")
+    s = op.input("inp", flow, TestingSource(items, batch_size))
+    op.output("out", _chain(s), TestingSink(out))
+    run_main(flow)
+    assert out == _chain_in_python(items)
