@@ -142,11 +142,14 @@ class MapBuilder:
 class _MapLogic(StatefulBatchLogic[Any, Any, Any]):
     def __init__(self, spec: MapBuilder, state: Any) -> None:
         self._spec = spec
-        self._state = state if state is not None or spec.init is None else spec.init()
+        self._state = state
 
     def on_batch(self, values: List[Any]) -> Tuple[Iterable[Any], bool]:
         emits: List[Any] = []
         for value in values:
+            if self._state is None and self._spec.init is not None:
+                # A new key, or one the mapper discarded earlier in this batch.
+                self._state = self._spec.init()
             self._state, out = self._spec.mapper(self._state, value)
             if self._spec.flat:
                 emits.extend(out)
