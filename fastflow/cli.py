@@ -15,6 +15,11 @@ from typing import List, Optional
 import fastflow
 from fastflow.recovery import INIT_DESCRIPTION, add_init_arguments, init_command
 from fastflow.run import EXIT_BAD_INPUT, RUN_HELP, add_run_arguments, run_command
+from fastflow.visualize import (
+    VISUALIZE_DESCRIPTION,
+    add_visualize_arguments,
+    visualize_command,
+)
 
 PROG = "fastflow"
 
@@ -49,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
         "epoch, per-worker frontiers, snapshot counts and sizes per step), without changing it.",
     )
     status.add_argument("db_dir", metavar="DB_DIR", type=Path, help="directory of the partitions")
+    add_visualize_arguments(
+        commands.add_parser(
+            "visualize", help="print a diagram of a dataflow", description=VISUALIZE_DESCRIPTION
+        )
+    )
     return parser
 
 
@@ -72,5 +82,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run_command(args, f"{PROG} run")
     if args.command == "init-recovery":
         return init_command(args, f"{PROG} init-recovery")
+    if args.command == "visualize":
+        return visualize_command(args, f"{PROG} visualize")
     return _recovery_status(args)
 

@@ -1,0 +1,175 @@
+"""Unmodified Bytewax flows: `bytewax` imports served by fastflow when Bytewax is absent.
+
+Everything runs in a subprocess: the import hook changes the interpreter it is
+installed in.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+
+BYTEWAX_FLOW = """
+import bytewax.operators as op
+from bytewax.connectors.stdio import StdOutSink
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSource
+
+flow = Dataflow("bw")
+words = op.input("inp", flow, TestingSource(["a", "b", "a"]))
+counts = op.count_final("count", words, lambda word: word)
+op.output("out", counts, StdOutSink())
+"""
+
+
+def python(code: str, cwd: Path, env: Optional[Dict[str, str]] = None) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def with_pythonpath(path: Path) -> Dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(path)}
+
+
+@pytest.fixture
+def fake_bytewax(tmp_path: Path) -> Path:
+    """A directory holding a package named `bytewax` that is not fastflow."""
+    root = tmp_path / "site"
+    (root / "bytewax").mkdir(parents=True)
+    (root / "bytewax" / "__init__.py").write_text("WHO = 'the real bytewax'\n")
+    return root
+
+
+def test_bytewax_is_not_installed_here(tmp_path: Path) -> None:
+    assert python("import importlib.util; print(importlib.util.find_spec('bytewax'))",
+                  tmp_path) == "None\n"
+
+
+def test_fastflow_run_runs_a_bytewax_flow_unchanged(
+    tmp_path: Path, fastflow_command: List[str]
+) -> None:
+    (tmp_path / "flow.py").write_text(BYTEWAX_FLOW)
+    proc = subprocess.run(
+        [*fastflow_command, "run", "flow.py"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.stdout == "('a', 2)\n('b', 1)\n"
+
+
+def test_fastflow_visualize_draws_a_bytewax_flow(
+    tmp_path: Path, fastflow_command: List[str]
+) -> None:
+    (tmp_path / "flow.py").write_text(BYTEWAX_FLOW)
+    proc = subprocess.run(
+        [*fastflow_command, "visualize", "flow.py"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert 'bw.count["count (count_final)"]' in proc.stdout.splitlines()
+
+
+def test_import_gives_the_fastflow_modules_themselves(tmp_path: Path) -> None:
+    out = python(
+        "import fastflow.compat\n"
+        "import bytewax, bytewax.operators as op\n"
+        "from bytewax.dataflow import Dataflow\n"
+        "from bytewax.operators import windowing\n"
+        "import fastflow, fastflow.dataflow, fastflow.operators, fastflow.operators.windowing\n"
+        "print(bytewax is fastflow, op is fastflow.operators,\n"
+        "      Dataflow is fastflow.dataflow.Dataflow,\n"
+        "      windowing is fastflow.operators.windowing)\n"
+        "print(op.__name__, op.__spec__.name, Dataflow.__module__)\n",
+        tmp_path,
+    )
+    assert out == (
+        "True True True True\n"
+        "fastflow.operators fastflow.operators fastflow.dataflow\n"
+    )
+
+
+def test_a_module_fastflow_lacks_fails_with_a_clear_message(tmp_path: Path) -> None:
+    out = python(
+        "import fastflow.compat\n"
+        "try:\n"
+        "    import bytewax.connectors.kafka\n"
+        "except ModuleNotFoundError as ex:\n"
+        "    print(ex.name)\n"
+        "    print(ex)\n",
+        tmp_path,
+    )
+    assert out == (
+        "bytewax.connectors.kafka\n"
+        "No module named 'bytewax.connectors.kafka': Bytewax is not installed, so `bytewax` "
+        "imports are served by fastflow, which has no 'fastflow.connectors.kafka'\n"
+    )
+
+
+def test_uninstall_forgets_the_alias(tmp_path: Path) -> None:
+    out = python(
+        "import sys, fastflow.compat\n"
+        "import bytewax.testing\n"
+        "fastflow.compat.uninstall()\n"
+        "print(sorted(name for name in sys.modules if name.startswith('bytewax')))\n"
+        "try:\n"
+        "    import bytewax\n"
+        "except ModuleNotFoundError:\n"
+        "    print('gone')\n"
+        "import fastflow.testing\n"
+        "print(fastflow.testing.__name__)\n",
+        tmp_path,
+    )
+    assert out == "[]\ngone\nfastflow.testing\n"
+
+
+def test_installing_twice_adds_one_hook(tmp_path: Path) -> None:
+    out = python(
+        "import sys, fastflow.compat\n"
+        "fastflow.compat.install()\n"
+        "print(sum(type(f).__name__ == '_BytewaxAliasFinder' for f in sys.meta_path))\n",
+        tmp_path,
+    )
+    assert out == "1\n"
+
+
+def test_a_real_bytewax_is_left_alone(tmp_path: Path, fake_bytewax: Path) -> None:
+    out = python(
+        "import fastflow.compat\n"
+        "import bytewax\n"
+        "print(bytewax.WHO)\n"
+        "try:\n"
+        "    import bytewax.operators\n"
+        "except ModuleNotFoundError as ex:\n"
+        "    print(ex)\n",
+        tmp_path,
+        env=with_pythonpath(fake_bytewax),
+    )
+    assert out == "the real bytewax\nNo module named 'bytewax.operators'\n"
+
+
+def test_fastflow_run_leaves_a_real_bytewax_alone(
+    tmp_path: Path, fake_bytewax: Path, fastflow_command: List[str]
+) -> None:
+    (tmp_path / "flow.py").write_text(
+        "import bytewax\n"
+        "import fastflow.operators as op\n"
+        "from fastflow.connectors.stdio import StdOutSink\n"
+        "from fastflow.dataflow import Dataflow\n"
+        "from fastflow.testing import TestingSource\n"
+        "flow = Dataflow('real')\n"
+        "op.output('out', op.input('inp', flow, TestingSource([bytewax.WHO])), StdOutSink())\n"
+    )
+    proc = subprocess.run(
+        [*fastflow_command, "run", "flow.py"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=60, env=with_pythonpath(fake_bytewax),
+    )
+    assert (proc.returncode, proc.stdout) == (0, "the real bytewax\n"), proc.stderr
