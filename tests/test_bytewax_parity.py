@@ -33,8 +33,8 @@ KNOWN_DIFFERENCES = {
     "merge_diamond": _ROUNDS,
     "merge_inputs": _ROUNDS,
     "stateful_batch_order": (
-        "Bytewax handles a batch key by key in sorted key order; fastflow's stateful_map "
-        "fast path keeps arrival order"
+        "Bytewax handles a batch key by key in sorted key order; fastflow's stateful steps "
+        "keep arrival order (map/flat_map fast paths) or first-seen key order (stateful_batch)"
     ),
 }
 
