@@ -42,12 +42,7 @@ def _run_user_code(load: Callable[[], Any], where: str) -> Any:
         line = f" line {ex.lineno}" if ex.lineno else ""
         raise FlowNotFound(f"syntax error in {ex.filename or where}{line}: {ex.msg}") from None
     except Exception as ex:
-        hint = (
-            "; to run a Bytewax flow, replace `bytewax` with `fastflow` in its imports"
-            if isinstance(ex, ModuleNotFoundError) and (ex.name or "").startswith("bytewax")
-            else ""
-        )
-        raise FlowImportFailed(f"{where} raised {type(ex).__name__}: {ex}{hint}") from ex
+        raise FlowImportFailed(f"{where} raised {type(ex).__name__}: {ex}") from ex
 
 
 def _import_file(path: Path) -> ModuleType:

@@ -167,6 +167,18 @@ def _print_user_traceback(error: BaseException) -> None:
     print("".join(shown.format()), end="", file=sys.stderr)
 
 
+def _stdout_closed(error: BaseException) -> bool:
+    """Whether fastflow's own printing found stdout's reader gone (``fastflow run f.py | head``)."""
+    return isinstance(error, BrokenPipeError) and all(
+        _is_internal(frame) for frame in traceback.extract_tb(error.__traceback__)
+    )
+
+
+def _silence_stdout() -> None:
+    """Send further output to /dev/null, so that exiting does not fail to flush it."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def _one_line(error: BaseException) -> str:
     from fastflow.errors import FastflowRuntimeError
 
@@ -187,8 +199,6 @@ def _run(args: argparse.Namespace, prog: str) -> int:
             "only one worker in one process is supported so far; got "
             f"-w {args.workers_per_process} -p {args.processes}"
         )
-    import fastflow.compat  # noqa: F401 - `bytewax` imports get fastflow if Bytewax is absent
-
     try:
         flow = locate_dataflow(args.import_str)
     except FlowNotFound as ex:
@@ -210,6 +220,11 @@ def _run(args: argparse.Namespace, prog: str) -> int:
         user_error = ex
         while isinstance(user_error, FastflowRuntimeError) and user_error.__cause__ is not None:
             user_error = user_error.__cause__
+        if _stdout_closed(user_error):
+            _silence_stdout()
+            print(f"{prog}: error: stdout was closed (broken pipe), so the flow stopped",
+                  file=sys.stderr)
+            return EXIT_FLOW_RAISED
         _print_user_traceback(user_error)
         print(f"{prog}: error: the flow failed: {_one_line(ex)}", file=sys.stderr)
         return EXIT_FLOW_RAISED
@@ -227,7 +242,10 @@ def run_command(args: argparse.Namespace, prog: str) -> int:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()
 
 
 def cli_main(
