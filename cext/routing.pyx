@@ -37,20 +37,23 @@ cdef inline uint64_t _hash_bytes(const unsigned char* data, Py_ssize_t n) noexce
     return h
 
 
-cdef inline uint64_t _hash_str(str key) except? 0:
+cdef inline uint64_t _hash_str(object key) except? 0:
+    # ``key`` must be a str (or a str subclass, such as a str-valued Enum).
     cdef Py_ssize_t n
     cdef const char* data = PyUnicode_AsUTF8AndSize(key, &n)
     return _hash_bytes(<const unsigned char*>data, n)
 
 
-def stable_hash(str key not None):
-    """Return the stable 64-bit hash of ``key``'s UTF-8 bytes.
+def stable_hash(object key):
+    """Return the stable 64-bit hash of ``key``'s UTF-8 bytes (``key`` is a ``str``).
 
     >>> stable_hash("")
     17280346270528514342
     >>> stable_hash("ALL") == stable_hash("ALL")
     True
     """
+    if not isinstance(key, str):
+        raise TypeError(f"stable_hash needs a str key; got {type(key).__name__!r}")
     return _hash_str(key)
 
 

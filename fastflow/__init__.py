@@ -8,8 +8,14 @@ The API mirrors Bytewax 0.21 (``fastflow.dataflow``, ``fastflow.operators``,
 
 __version__ = "0.1.0"
 
+import importlib.util as _util
+
 try:
     from fastflow._cext import routing as _routing  # noqa: F401
+
+    for _name in ("codec", "ops", "state"):  # checked without the cost of importing them
+        if _util.find_spec(f"fastflow._cext.{_name}") is None:
+            raise ImportError(f"no compiled module fastflow._cext.{_name}")
 except ImportError as _ex:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(
         "fastflow's compiled modules (fastflow._cext) are missing; build them with "
