@@ -73,13 +73,13 @@ usage: fastflow run [-h] [-r DB_DIR] [-s SECONDS] [-b SECONDS] [-w WORKERS]
 
 
 def cmd(*args, cwd, env=None, prefix=None):
-    """Run `fastflow ARGS` (or `PREFIX ARGS`) in ``cwd``; return the finished process."""
+    """Run `fastflow ARGS` (or `PREFIX ARGS`) in ``cwd`` with no FASTFLOW_* variables but
+    those in ``env``; return the finished process."""
     argv = [*(prefix or [FASTFLOW]), *map(str, args)]
-    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env, timeout=60)
-
-
-def env_with(**variables):
-    return {**os.environ, **variables}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FASTFLOW_")}
+    return subprocess.run(
+        argv, cwd=cwd, capture_output=True, text=True, env={**clean, **(env or {})}, timeout=60
+    )
 
 
 def write(path, text):
@@ -160,17 +160,19 @@ def test_python_m_help_is_the_subcommand_help(tmp_path, module, command):
 # --- exit 0: every import string form, exact output ------------------------------------
 
 
+IMPORT_FORMS = [
+    ("flows/double.py", DOUBLED),
+    ("flows/double.py:other", TIMES_TEN),
+    ("double", DOUBLED),
+    ("double:other", TIMES_TEN),
+    ('double:make("tripled", 3)', "('tripled', 3)\n('tripled', 6)\n('tripled', 9)\n"),
+    ("double:make('kw', factor=-1)", "('kw', -1)\n('kw', -2)\n('kw', -3)\n"),
+    ("pkg.sub.double:flow", DOUBLED),
+]
+
+
 @pytest.mark.parametrize(
-    "import_str, expected",
-    [
-        ("flows/double.py", DOUBLED),
-        ("flows/double.py:other", TIMES_TEN),
-        ("double", DOUBLED),
-        ("double:other", TIMES_TEN),
-        ('double:make("tripled", 3)', "('tripled', 3)\n('tripled', 6)\n('tripled', 9)\n"),
-        ("double:make('kw', factor=-1)", "('kw', -1)\n('kw', -2)\n('kw', -3)\n"),
-        ("pkg.sub.double:flow", DOUBLED),
-    ],
+    "import_str, expected", IMPORT_FORMS, ids=[form for form, _ in IMPORT_FORMS]
 )
 def test_import_string_forms(tmp_path, import_str, expected):
     write(tmp_path / "flows" / "double.py", DOUBLE)
@@ -514,8 +516,11 @@ def test_user_code_raising_while_building_shows_its_traceback(
 def test_recovery_directory_from_the_environment_makes_a_second_run_resume(tmp_path):
     flow_file = write(tmp_path / "recovery.py", RUNNING_SUM.format(inp=[0, 1, 2]))
     assert cmd("init-recovery", "db", 1, cwd=tmp_path).returncode == 0
-    env = env_with(FASTFLOW_RECOVERY_DIRECTORY="db", FASTFLOW_SNAPSHOT_INTERVAL="30",
-                   FASTFLOW_BACKUP_INTERVAL="180")
+    env = {
+        "FASTFLOW_RECOVERY_DIRECTORY": "db",
+        "FASTFLOW_SNAPSHOT_INTERVAL": "30",
+        "FASTFLOW_BACKUP_INTERVAL": "180",
+    }
     assert cmd("run", "recovery.py", cwd=tmp_path, env=env).stdout == (
         "('ALL', 0)\n('ALL', 1)\n('ALL', 3)\n"
     )
@@ -540,20 +545,20 @@ def test_recovery_directory_from_the_environment_makes_a_second_run_resume(tmp_p
 )
 def test_bad_environment_values_are_one_line(tmp_path, variable, value, message):
     write(tmp_path / "double.py", DOUBLE)
-    proc = cmd("run", "double.py", cwd=tmp_path, env=env_with(**{variable: value}))
+    proc = cmd("run", "double.py", cwd=tmp_path, env={variable: value})
     assert_bad_input(proc, f"fastflow run: error: environment variable {variable}: {message}")
 
 
 def test_command_line_options_override_the_environment(tmp_path):
     write(tmp_path / "double.py", DOUBLE)
-    env = env_with(FASTFLOW_SNAPSHOT_INTERVAL="abc", FASTFLOW_RECOVERY_DIRECTORY="nodir")
+    env = {"FASTFLOW_SNAPSHOT_INTERVAL": "abc", "FASTFLOW_RECOVERY_DIRECTORY": "nodir"}
     assert cmd("init-recovery", "db", 1, cwd=tmp_path).returncode == 0
     proc = cmd("run", "-s", "5", "-r", "db", "double.py", cwd=tmp_path, env=env)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, DOUBLED, "")
 
 
 def test_version_and_help_ignore_bad_environment_values(tmp_path):
-    env = env_with(FASTFLOW_SNAPSHOT_INTERVAL="abc")
+    env = {"FASTFLOW_SNAPSHOT_INTERVAL": "abc"}
     assert cmd("--version", cwd=tmp_path, env=env).returncode == 0
     assert cmd("run", "--help", cwd=tmp_path, env=env).returncode == 0
 
