@@ -115,7 +115,10 @@ def _check_runnable(flow: Any, where: str) -> Dataflow:
             if type(flow).__module__.startswith("bytewax")
             else ""
         )
-        raise FlowNotFound(f"{where} is a {type(flow).__name__!r}, not a fastflow Dataflow{hint}")
+        raise FlowNotFound(
+            f"{where} is a {type(flow).__name__!r}, not a fastflow Dataflow; name a Dataflow "
+            f"variable or a function returning one{hint}"
+        )
     try:
         flatten(flow)
     except ValueError as ex:

@@ -196,8 +196,8 @@ def _run(args: argparse.Namespace, prog: str) -> int:
     _apply_env(args)
     if args.workers_per_process != 1 or args.processes != 1:
         raise _BadInput(
-            "only one worker in one process is supported so far; got "
-            f"-w {args.workers_per_process} -p {args.processes}"
+            f"-w {args.workers_per_process} -p {args.processes} asked for, but only one worker "
+            "in one process is supported so far; leave -w and -p out"
         )
     try:
         flow = locate_dataflow(args.import_str)

@@ -344,7 +344,11 @@ BAD_INPUT = [
         ["run", "empty.py"],
         "'empty.py' has no variable 'flow'; name the Dataflow's variable with empty.py:VARIABLE",
     ),
-    (["run", "double:not_a_flow"], "double:not_a_flow is a 'int', not a fastflow Dataflow"),
+    (
+        ["run", "double:not_a_flow"],
+        "double:not_a_flow is a 'int', not a fastflow Dataflow; "
+        "name a Dataflow variable or a function returning one",
+    ),
     (["run", "double:other()"], "double:other() calls a 'Dataflow', which is not callable"),
     (
         ["run", "double:make()"],
@@ -372,10 +376,16 @@ BAD_INPUT = [
         "noinput.py:flow: dataflow 'noinput' needs at least one input step; "
         "add one with `fastflow.operators.input`",
     ),
-    (["run", "-w", "2", "double.py"],
-     "only one worker in one process is supported so far; got -w 2 -p 1"),
-    (["run", "-p", "3", "double.py"],
-     "only one worker in one process is supported so far; got -w 1 -p 3"),
+    (
+        ["run", "-w", "2", "double.py"],
+        "-w 2 -p 1 asked for, but only one worker in one process is supported so far; "
+        "leave -w and -p out",
+    ),
+    (
+        ["run", "-p", "3", "double.py"],
+        "-w 1 -p 3 asked for, but only one worker in one process is supported so far; "
+        "leave -w and -p out",
+    ),
     (
         ["run", "-r", "nodir", "double.py"],
         "recovery directory nodir does not exist; "
