@@ -376,12 +376,8 @@ class Run:
 
     def __init__(self, builder: Callable[[Any], Any], resume: Dict[str, bytes]) -> None:
         self.batches: List[List[Any]] = []
-        self.ended = False
-        self.node = StatefulNode("df.s", builder, self.batches.append, self._end, True)
+        self.node = StatefulNode("df.s", builder, self.batches.append, lambda: None, True)
         self.node.restore(resume)
-
-    def _end(self) -> None:
-        self.ended = True
 
     def push(self, batch: List[Any]) -> List[Any]:
         before = len(self.batches)
@@ -389,10 +385,9 @@ class Run:
         return [item for out in self.batches[before:] for item in out]
 
     def end(self) -> List[Any]:
-        """End the input; return what the node emitted at the end."""
+        """Flush as at end of input; return what the node emitted then."""
         before = len(self.batches)
-        self.node.upstream_ended()
-        assert self.ended
+        self.node.finish()
         return [item for out in self.batches[before:] for item in out]
 
     def states(self) -> Dict[str, Any]:
