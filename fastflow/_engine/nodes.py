@@ -1,10 +1,12 @@
-"""Core steps at run time: each takes whole batches and pushes whole batches on.
+"""Core steps at run time: each takes whole batches and emits whole batches.
 
-A node's ``push(batch)`` handles one batch from upstream and calls its
-downstream ``push`` directly, so a chain of stateless steps is a chain of
-plain calls per batch (fused), with the per-item work in compiled loops.
-``upstream_ended()`` is called once per upstream at end of input; when all
-have ended the node flushes and ends its downstreams.
+The worker runs in rounds. A node's output goes into its consumers' inboxes;
+in every round each node, in plan order, handles what its inboxes hold (one
+``push(batch)`` per batch, in input order) and then, if all its upstreams have
+ended, flushes (``finish``) and ends its own downstreams. Plan order is
+topological, so a round carries every batch polled in it through the whole
+flow, as Bytewax's scheduler does. Per batch this costs a list append and a
+method call per step; the per-item work happens in compiled loops.
 """
 
 from __future__ import annotations
@@ -50,11 +52,13 @@ class Clock:
 
 
 class Node:
-    """Base of all run-time core steps."""
+    """Base of all run-time core steps: an inbox per upstream, handled once per round."""
 
     def __init__(self, step_id: str, up_count: int, end: End) -> None:
         self.step_id = step_id
+        self.inboxes: List[List[List[Any]]] = [[] for _ in range(up_count)]
         self._open_ups = up_count
+        self._ended = False
         self._end = end
 
     def push(self, batch: List[Any]) -> None:
@@ -62,9 +66,18 @@ class Node:
         raise NotImplementedError
 
     def upstream_ended(self) -> None:
-        """One upstream reached end of input."""
+        """One upstream reached end of input (this node finishes in its next turn)."""
         self._open_ups -= 1
-        if self._open_ups == 0:
+
+    def run(self) -> None:
+        """Take this round's turn: handle waiting batches, then finish if all upstreams ended."""
+        for inbox in self.inboxes:
+            if inbox:
+                for batch in inbox:
+                    self.push(batch)
+                inbox.clear()
+        if self._open_ups == 0 and not self._ended:
+            self._ended = True
             self.finish()
             self._end()
 
@@ -73,7 +86,7 @@ class Node:
 
 
 class PassNode(Node):
-    """``merge`` and ``redistribute`` (with one worker): batches go straight on."""
+    """``merge`` and ``redistribute`` (with one worker): batches go on, upstreams in order."""
 
     def __init__(self, step_id: str, up_count: int, down: Push, end: End) -> None:
         super().__init__(step_id, up_count, end)

@@ -45,22 +45,24 @@ def _nothing(_batch: Optional[List[Any]] = None) -> None:
     pass
 
 
-def _fan_out(targets: List[Node]) -> Tuple[Push, End]:
-    """One stream's push and end, called on each of its consumers."""
+def _fan_out(targets: List[Tuple[Node, int]]) -> Tuple[Push, End]:
+    """One stream's emit (into each consumer's inbox for it) and end."""
     if not targets:
         return _nothing, _nothing
+    inboxes = [node.inboxes[port] for node, port in targets]
+    ends = [node.upstream_ended for node, _port in targets]
     if len(targets) == 1:
-        return targets[0].push, targets[0].upstream_ended
+        return inboxes[0].append, ends[0]
 
-    def push(batch: List[Any]) -> None:
-        for target in targets:
-            target.push(batch)
+    def emit(batch: List[Any]) -> None:
+        for inbox in inboxes:
+            inbox.append(batch)
 
     def end() -> None:
-        for target in targets:
-            target.upstream_ended()
+        for ended in ends:
+            ended()
 
-    return push, end
+    return emit, end
 
 
 Snapshotter = Union[InputNode, OutputNode, StatefulNode]
@@ -83,22 +85,19 @@ class Worker:
         self.inputs: List[InputNode] = []
         self.outputs: List[OutputNode] = []
         self.stateful: List[StatefulNode] = []
-        consumers: Dict[str, List[Node]] = {}
-        for step in plan:
-            for stream_id in step.ups:
-                consumers.setdefault(stream_id, [])
-        built: Dict[str, Node] = {}
-        # Build downstream first, so every node is handed its consumers' push.
+        self.nodes: List[Node] = []
+        consumers: Dict[str, List[Tuple[Node, int]]] = {}
+        # Build downstream first, so every node is handed its consumers' inboxes.
         for step in reversed(plan):
             ports = {
                 port: _fan_out(consumers.get(stream, [])) for port, stream in step.downs.items()
             }
             node = self._build(step, ports, resume.get(step.step_id, {}), recording)
             if node is not None:
-                built[step.step_id] = node
-                for stream_id in step.ups:
-                    consumers[stream_id].insert(0, node)
-        for nodes in (self.inputs, self.outputs, self.stateful):
+                self.nodes.append(node)
+                for port, stream_id in enumerate(step.ups):
+                    consumers.setdefault(stream_id, []).insert(0, (node, port))
+        for nodes in (self.nodes, self.inputs, self.outputs, self.stateful):
             nodes.reverse()  # back into plan order
         self._snapshotters: List[Snapshotter] = [*self.inputs, *self.stateful, *self.outputs]
 
@@ -146,19 +145,24 @@ class Worker:
         interval = self._interval
         deadline = time.monotonic() + interval
         live = [node for node in self.inputs if node.live]
+        nodes = self.nodes
         timed = [node for node in self.stateful if node.notifies]
         try:
-            while live:
+            while True:
                 worked = False
                 for node in live:
                     worked |= node.poll(None)
                 live = [node for node in live if node.live]
                 if timed:
                     self._notify(timed)
+                for step in nodes:
+                    step.run()
+                if not live:
+                    break
                 if time.monotonic() >= deadline:
                     self._close_epoch(commit)
                     deadline = time.monotonic() + interval
-                if not worked and live:
+                if not worked:
                     self._sleep(live, timed, deadline)
             self._close_epoch(commit)
         except AbortExecution:
