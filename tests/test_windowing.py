@@ -10,12 +10,13 @@ The expected values were checked against Bytewax 0.21.1, and
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import orjson
 import pytest
@@ -29,10 +30,10 @@ from fastflow.recovery import RecoveryConfig, init_db_dir
 from fastflow.testing import TestingSink, TestingSource, run_main
 
 E = Engine.load("fastflow")
-BYTEWAX_PYTHON = Path("/work/bxvenv/bin/python")
+BYTEWAX_PYTHON = Path(os.environ.get("FASTFLOW_BYTEWAX_PYTHON", "/work/bxvenv/bin/python"))
 
 
-def meta(open_s: float, close_s: float, merged: List[int] = ()) -> Any:  # type: ignore[assignment]
+def meta(open_s: float, close_s: float, merged: Sequence[int] = ()) -> Any:
     return ("meta", ("at", open_s), ("at", close_s), list(merged))
 
 
@@ -92,12 +93,30 @@ def test_event_clock_resumes_its_watermark() -> None:
 
 
 def test_event_clock_to_system_utc() -> None:
-    logic = win.EventClock(at, timedelta(0)).build(None)
+    now = FakeNow()
+    logic = win.EventClock(at, timedelta(0), now_getter=now).build(None)
     assert logic.to_system_utc(at(30)) == at(30)
-    shifted = win.EventClock(at, timedelta(0), to_system_utc=lambda ts: ts + timedelta(days=1))
+    shifted = win.EventClock(at, timedelta(0), now_getter=now,
+                             to_system_utc=lambda ts: ts + timedelta(days=1))
     assert shifted.build(None).to_system_utc(at(30)) == at(30) + timedelta(days=1)
     never = win.EventClock(at, timedelta(0), to_system_utc=lambda ts: None)
     assert never.build(None).to_system_utc(at(30)) is None
+
+
+def test_event_clock_on_system_time_wakes_when_the_watermark_can_close() -> None:
+    """Old timestamps would be due at once; with the system clock the wake-up waits."""
+    logic = win.EventClock(at, timedelta(seconds=10)).build(None)
+    before = datetime.now(timezone.utc)
+    logic.before_batch()
+    logic.on_item(20)
+    after = datetime.now(timezone.utc)
+    wake = logic.to_system_utc(at(15)) - timedelta(seconds=5)
+    assert before <= wake <= after
+    later = win.EventClock(at, timedelta(seconds=10), to_system_utc=lambda t: t.replace(year=2200))
+    logic = later.build(None)
+    logic.before_batch()
+    logic.on_item(20)
+    assert logic.to_system_utc(at(15)) == at(15).replace(year=2200), "a later wake-up is kept"
 
 
 def test_system_clock_stamps_values_with_the_batch_time() -> None:

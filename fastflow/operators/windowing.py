@@ -343,7 +343,12 @@ class _EventClockLogic(ClockLogic[V, List[datetime]]):
         return UTC_MAX
 
     def to_system_utc(self, timestamp: datetime) -> Optional[datetime]:
-        return self._config.to_system_utc(timestamp)
+        at = self._config.to_system_utc(timestamp)
+        if at is None or self._config.now_getter is not _utc_now:
+            return at
+        # The watermark follows the system clock, so it cannot reach
+        # ``timestamp`` before this: waking earlier would change nothing.
+        return max(at, _shift(self._seen_at, timestamp - self._base))
 
     def snapshot(self) -> List[datetime]:
         return [self._seen_at, self._base]
@@ -359,6 +364,9 @@ class EventClock(Clock[V, List[datetime]]):
     wait without being late. ``to_system_utc`` maps a window's close time to
     the system time at which to check it again (``None``: only check when a
     value or the end of input comes); by default the two are taken as equal.
+    With the default ``now_getter``, a key is never woken before its
+    watermark can have reached that close time, so old timestamps cost no
+    wake-ups.
 
     Here values are ``(name, minutes after noon)``, and may come up to 5
     minutes late:
