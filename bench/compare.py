@@ -50,12 +50,13 @@ class Case:
     target: str = ""
     engines: tuple = COLUMNS
     times: Dict[str, List[Optional[float]]] = field(default_factory=dict)
+    cpu: Dict[str, List[Optional[float]]] = field(default_factory=dict)
     outputs: Dict[str, set] = field(default_factory=dict)
     bytes_per_key: Dict[str, float] = field(default_factory=dict)
 
-    def median(self, engine: str) -> Optional[float]:
-        """The median of the finished runs, or None if a run timed out or none ran."""
-        runs = self.times.get(engine, [])
+    def median(self, engine: str, metric: str = "times") -> Optional[float]:
+        """The median wall (``times``) or ``cpu`` time; None if a run timed out or none ran."""
+        runs = getattr(self, metric).get(engine, [])
         if not runs or any(t is None for t in runs):
             return None
         return statistics.median(runs)  # type: ignore[type-var]
@@ -118,9 +119,11 @@ class Runner:
 
     def record(self, case: Case, engine: str, result: Optional[dict]) -> None:
         case.times.setdefault(engine, []).append(None if result is None else result["seconds"])
+        case.cpu.setdefault(engine, []).append(None if result is None else result["cpu_seconds"])
         if result is not None:
             case.outputs.setdefault(engine, set()).add((result["count"], result["checksum"]))
-        shown = "timeout" if result is None else f"{result['seconds']:.3f} s"
+        shown = "timeout" if result is None else (
+            f"{result['seconds']:.3f} s (cpu {result['cpu_seconds']:.3f} s)")
         print(f"  {case.name:16s} {engine:9s} {shown}", file=sys.stderr)
 
 
@@ -156,15 +159,20 @@ def _ratio(a: Optional[float], b: Optional[float]) -> str:
     return "—" if a is None or b is None else f"{a / b:.2f}x"
 
 
-def table(rows: List[Case], timeout: float) -> str:
+def table(rows: List[Case], timeout: float, metric: str) -> str:
+    """The markdown table of ``metric`` (``times``: wall, or ``cpu``) and the derived ratios."""
     by_name = {c.name: c for c in rows}
     lines = [
         "| flow | plain loop (s) | fastflow (s) | Bytewax 0.21.1 (s) | fastflow / plain "
         "| fastflow / Bytewax | target |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
+
+    def median(case: Case, engine: str) -> Optional[float]:
+        return case.median(engine, metric)
+
     for c in rows:
-        ff, bw, pl = c.median("fastflow"), c.median("bytewax"), c.median("plain")
+        ff, bw, pl = median(c, "fastflow"), median(c, "bytewax"), median(c, "plain")
         bw_text = _secs(bw)
         if bw is None and None in c.times.get("bytewax", []):
             bw_text = f"> {timeout:.0f}"
@@ -177,25 +185,32 @@ def table(rows: List[Case], timeout: float) -> str:
     if off and on:
         notes.append(
             "recovery on / off (100k keys): fastflow "
-            f"{_ratio(on.median('fastflow'), off.median('fastflow'))}, Bytewax "
-            f"{_ratio(on.median('bytewax'), off.median('bytewax'))} (target: fastflow <= 1.10x)"
+            f"{_ratio(median(on, 'fastflow'), median(off, 'fastflow'))}, Bytewax "
+            f"{_ratio(median(on, 'bytewax'), median(off, 'bytewax'))} (target: fastflow <= 1.10x)"
         )
     resumes = [c for c in rows if c.resume]
     if len(resumes) >= 2:
         small, big = resumes[0], resumes[-1]
         notes.append(
             f"resume time, {big.keys:,} / {small.keys:,} keys: fastflow "
-            f"{_ratio(big.median('fastflow'), small.median('fastflow'))}, Bytewax "
-            f"{_ratio(big.median('bytewax'), small.median('bytewax'))} "
+            f"{_ratio(median(big, 'fastflow'), median(small, 'fastflow'))}, Bytewax "
+            f"{_ratio(median(big, 'bytewax'), median(small, 'bytewax'))} "
             f"(target: at most {1.2 * big.keys / small.keys:.0f}x)"
         )
-    for c in resumes:
-        sizes = ", ".join(f"{e} {b:.0f}" for e, b in c.bytes_per_key.items())
-        notes.append(f"store bytes per key, {c.keys:,} keys: {sizes}")
-    bad = [c.name for c in rows if len(set().union(*c.outputs.values())) > 1]
-    if bad:
-        notes.append(f"OUTPUTS DIFFER between engines in: {', '.join(bad)}")
     return "\n".join(lines + [""] + [f"- {n}" for n in notes])
+
+
+def checks(rows: List[Case]) -> str:
+    """Store sizes, and whether the engines' outputs agreed."""
+    notes = []
+    for c in rows:
+        if c.resume:
+            sizes = ", ".join(f"{e} {b:.0f}" for e, b in c.bytes_per_key.items())
+            notes.append(f"store bytes per key, {c.keys:,} keys: {sizes}")
+    bad = [c.name for c in rows if len(set().union(*c.outputs.values())) > 1]
+    notes.append(f"OUTPUTS DIFFER between engines in: {', '.join(bad)}" if bad
+                 else "outputs (length and checksum) agreed across engines in every case")
+    return "\n".join(f"- {n}" for n in notes)
 
 
 def machine(pythons: Dict[str, str]) -> str:
@@ -247,7 +262,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report = (
-        f"{table(rows, args.timeout)}\n\n{machine(pythons)}\n"
+        f"Wall time, medians:\n\n{table(rows, args.timeout, 'times')}\n\n"
+        f"CPU time of the process (all threads), medians:\n\n"
+        f"{table(rows, args.timeout, 'cpu')}\n\n{checks(rows)}\n{machine(pythons)}\n"
         f"- {args.rounds} rounds, medians; batch_size {args.batch_size}; one worker; "
         "epoch interval 1 s\n"
     )
