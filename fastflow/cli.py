@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import fastflow
+from fastflow._pythonpath import add_python_path_argument, extend_sys_path
 from fastflow.recovery import INIT_DESCRIPTION, add_init_arguments, init_command
 from fastflow.run import EXIT_BAD_INPUT, RUN_HELP, add_run_arguments, run_command
 from fastflow.visualize import (
@@ -31,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Run `fastflow COMMAND --help` for the options of a command.",
     )
     parser.add_argument("--version", action="version", version=f"fastflow {fastflow.__version__}")
+    add_python_path_argument(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     add_run_arguments(commands.add_parser("run", help="run a dataflow", **RUN_HELP))
@@ -78,6 +80,7 @@ def _recovery_status(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``fastflow`` command; returns the exit code."""
     args = _parser().parse_args(argv)
+    extend_sys_path(args.python_path)
     if args.command == "run":
         return run_command(args, f"{PROG} run")
     if args.command == "init-recovery":
