@@ -149,6 +149,8 @@ def _is_internal(frame: traceback.FrameSummary) -> bool:
         name.startswith("<frozen importlib")
         or name.startswith("cext" + os.sep)
         or os.path.realpath(name).startswith(_PACKAGE_DIR)
+        # the standalone executable names its own frames relative to the bundle
+        or (getattr(sys, "frozen", False) and name.startswith("fastflow" + os.sep))
     )
 
 
