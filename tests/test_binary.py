@@ -1,0 +1,422 @@
+"""The standalone executable `dist/fastflow` (built by scripts/build-binary), run as a user would.
+
+Every run goes through `env -i` with only HOME and TMPDIR set (no PATH, no PYTHONPATH, no
+virtualenv), in an empty work directory, and must leave its TMPDIR as it found it. The binary
+is rebuilt when any source is newer than it; FASTFLOW_SKIP_BINARY=1 skips this module.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List
+
+import pytest
+
+import fastflow
+
+ROOT = Path(__file__).resolve().parent.parent
+BINARY = ROOT / "dist" / "fastflow"
+
+pytestmark = [
+    pytest.mark.binary,
+    pytest.mark.skipif(
+        os.environ.get("FASTFLOW_SKIP_BINARY") == "1", reason="FASTFLOW_SKIP_BINARY=1"
+    ),
+]
+
+
+def _sources() -> Iterator[Path]:
+    yield from (ROOT / "fastflow").rglob("*.py")
+    yield from (ROOT / "cext").glob("*.pyx")
+    yield from (ROOT / "cext").glob("*.pxi")
+    yield from (ROOT / "packaging").iterdir()
+    yield from (ROOT / "setup.py", ROOT / "pyproject.toml", ROOT / "scripts" / "build-binary")
+
+
+@pytest.fixture(scope="session")
+def binary() -> Path:
+    """dist/fastflow, built first unless it is newer than every source."""
+    newest = max(path.stat().st_mtime for path in _sources())
+    if not BINARY.exists() or BINARY.stat().st_mtime < newest:
+        build = subprocess.run(
+            [str(ROOT / "scripts" / "build-binary")], capture_output=True, text=True, timeout=1800
+        )
+        if build.returncode != 0:
+            pytest.fail(f"scripts/build-binary failed:\n{build.stdout}\n{build.stderr[-5000:]}")
+    return BINARY
+
+
+@dataclass
+class Sandbox:
+    """An empty work directory, HOME and TMPDIR for running commands under `env -i`, and
+    ``exe``: a copy of the binary elsewhere, as if copied onto another machine."""
+
+    root: Path
+    binary: Path
+
+    def __post_init__(self) -> None:
+        for name in ("work", "home", "tmp", "bin"):
+            (self.root / name).mkdir()
+        self.work, self.home, self.tmpdir = (self.root / n for n in ("work", "home", "tmp"))
+        self.exe = [str(shutil.copy2(self.binary, self.root / "bin" / "fastflow"))]
+
+    def command(self, exe: List[str], *args: object, **env: str) -> List[str]:
+        """``exe args`` under ``env -i HOME=... TMPDIR=... COLUMNS=100 **env``."""
+        settings = {"HOME": self.home, "TMPDIR": self.tmpdir, "COLUMNS": "100", **env}
+        return ["env", "-i", *(f"{k}={v}" for k, v in settings.items()), *exe, *map(str, args)]
+
+    def run(self, exe: List[str], *args: object, **env: str) -> subprocess.CompletedProcess:
+        """Run to the end and check that TMPDIR holds nothing new afterwards."""
+        before = sorted(self.tmpdir.iterdir())
+        proc = subprocess.run(
+            self.command(exe, *args, **env), cwd=self.work, capture_output=True, text=True,
+            timeout=300,
+        )
+        assert sorted(self.tmpdir.iterdir()) == before, f"{args} left temporary files behind"
+        return proc
+
+    def start(self, exe: List[str], *args: object) -> subprocess.Popen:
+        """Start in a new session (its own process group), SIGINT not ignored, stdout piped."""
+        return subprocess.Popen(
+            self.command(exe, *args), cwd=self.work, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.work / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, binary: Path) -> Sandbox:
+    return Sandbox(tmp_path, binary)
+
+
+@pytest.fixture
+def ff(sandbox: Sandbox):
+    """Run the binary in the sandbox; fail unless it exits 0; return its stdout."""
+
+    def run(*args: object, **env: str) -> str:
+        proc = sandbox.run(sandbox.exe, *args, **env)
+        assert proc.returncode == 0, f"fastflow {args} exited {proc.returncode}:\n{proc.stderr}"
+        return proc.stdout
+
+    return run
+
+
+HEADER = """\
+import fastflow.operators as op
+from fastflow.connectors.stdio import StdOutSink
+from fastflow.dataflow import Dataflow
+from fastflow.testing import TestingSource
+"""
+
+
+def test_version_is_the_packages(ff, sandbox, fastflow_command):
+    assert ff("--version") == f"fastflow {fastflow.__version__}\n"
+    assert sandbox.run(fastflow_command, "--version").stdout == ff("--version")
+
+
+FLOW = HEADER + """
+flow = Dataflow("double")
+op.output("out", op.map("x2", op.input("inp", flow, TestingSource([1, 2])), lambda x: 2 * x),
+          StdOutSink())
+"""
+CRASH = HEADER + """
+flow = Dataflow("crash")
+nums = op.input("inp", flow, TestingSource([1, 2, 0, 4]))
+op.output("out", op.map("inverse", nums, lambda x: 2 // x), StdOutSink())
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["run", "--help"],
+        ["init-recovery", "--help"],
+        ["recovery", "--help"],
+        ["recovery", "status", "--help"],
+        ["--python-path", ".", "run", "flow.py"],
+        [],
+        ["bogus"],
+        ["run"],
+        ["run", "missing.py"],
+        ["run", "flow:nothing"],
+        ["run", "crash.py"],
+        ["run", "raises_on_import.py"],
+        ["run", "flow.py", "-s", "soon"],
+        ["run", "flow.py", "-r", "missing_dir"],
+        ["init-recovery", "db", "two"],
+        ["recovery", "status", "missing_dir"],
+        ["--python-path", "no_such_dir", "run", "flow.py"],
+    ],
+    ids=lambda args: " ".join(args) or "no-arguments",
+)
+def test_output_and_exit_code_are_the_installed_commands(sandbox, fastflow_command, args):
+    sandbox.write("flow.py", FLOW)
+    sandbox.write("crash.py", CRASH)
+    sandbox.write("raises_on_import.py", "raise ValueError('not today')\n")
+    frozen = sandbox.run(sandbox.exe, *args)
+    installed = sandbox.run(fastflow_command, *args)
+    assert (frozen.returncode, frozen.stdout, frozen.stderr) == (
+        installed.returncode, installed.stdout, installed.stderr
+    )
+
+
+def test_recovery_tutorial_under_env_i(ff, sandbox):
+    shutil.copy(ROOT / "examples" / "recovery.py", sandbox.work / "recovery.py")
+
+    ff("init-recovery", "db_dir", "1")
+    assert sorted(p.name for p in (sandbox.work / "db_dir").iterdir()) == ["part-0.sqlite3"]
+
+    run = ["run", "recovery.py", "-r", "db_dir", "-s", "30", "-b", "180"]
+    assert ff(*run) == "('ALL', 0)\n('ALL', 1)\n('ALL', 3)\n"
+
+    flow_file = sandbox.work / "recovery.py"
+    flow_file.write_text(flow_file.read_text().replace("inp = [0, 1, 2]", "inp = [3, 4]"))
+    assert ff(*run) == "('ALL', 6)\n('ALL', 10)\n"
+
+    assert ff(*run) == ""
+
+
+MODULE_FLOW = HEADER + """
+def make(name):
+    flow = Dataflow(name)
+    op.output("out", op.input("inp", flow, TestingSource([name])), StdOutSink())
+    return flow
+
+flow = make("default")
+other = make("other")
+"""
+
+
+@pytest.mark.parametrize(
+    ("import_str", "printed"),
+    [
+        ("flowmod", "default"),
+        ("flowmod:other", "other"),
+        ('flowmod:make("made")', "made"),
+        ("pkg.inner:flow", "default"),
+        ("flows/uses_helper.py", "helped"),
+    ],
+)
+def test_import_strings_find_flows_on_disk(ff, sandbox, import_str, printed):
+    sandbox.write("flowmod.py", MODULE_FLOW)
+    sandbox.write("pkg/__init__.py", "")
+    sandbox.write("pkg/inner.py", MODULE_FLOW)
+    sandbox.write("flows/helper.py", "WORD = 'helped'\n")
+    sandbox.write("flows/uses_helper.py", "from helper import WORD\nfrom flowmod import make\n"
+                  "flow = make(WORD)\n")
+    (sandbox.work / "flows" / "flowmod.py").symlink_to(sandbox.work / "flowmod.py")
+    assert ff("run", import_str) == f"{printed}\n"
+
+
+STDLIB_FLOW = HEADER + """
+import csv, fractions, hashlib, io, json, statistics, textwrap
+import xml.etree.ElementTree as ET
+from decimal import Decimal
+from email.utils import parseaddr
+
+def describe(nums):
+    row = next(csv.reader(io.StringIO(",".join(map(str, nums)))))
+    return json.dumps({
+        "mean": statistics.mean(nums),
+        "third": str(fractions.Fraction(sum(nums), 3)),
+        "sha": hashlib.sha256(",".join(row).encode()).hexdigest()[:8],
+        "xml": ET.fromstring("<a><b/></a>")[0].tag,
+        "dec": str(Decimal("0.1") + Decimal("0.2")),
+        "mail": parseaddr("Ada <ada@example.org>")[1],
+        "wrap": textwrap.shorten("a b c d e f", 7),
+    }, sort_keys=True)
+
+flow = Dataflow("stdlib")
+op.output("out", op.map("describe", op.input("inp", flow, TestingSource([[1, 2, 3]])),
+                        describe), StdOutSink())
+"""
+
+
+def test_flows_import_the_standard_library_from_the_bundle(ff, sandbox, fastflow_command):
+    sandbox.write("stdlib_flow.py", STDLIB_FLOW)
+    printed = ff("run", "stdlib_flow.py")
+    assert printed == (
+        '{"dec": "0.3", "mail": "ada@example.org", "mean": 2, "sha": "8a6ae151", '
+        '"third": "2", "wrap": "a [...]", "xml": "b"}\n'
+    )
+    assert printed == sandbox.run(fastflow_command, "run", "stdlib_flow.py").stdout
+
+
+PACKAGE_FLOW = HEADER + """
+import json  # the standard library's, not the one in the package directory
+from greeting import shout
+
+assert json.dumps([1]) == "[1]"
+flow = Dataflow("greet")
+op.output("out", op.map("shout", op.input("inp", flow, TestingSource(["hi"])), shout),
+          StdOutSink())
+"""
+VERSION_FLOW = HEADER + """
+from sys import version_info
+
+flow = Dataflow("version")
+op.output("out", op.input("inp", flow, TestingSource(["%d.%d" % version_info[:2]])),
+          StdOutSink())
+"""
+
+
+def _write_greeting(directory: Path) -> None:
+    (directory / "greeting").mkdir(parents=True)
+    (directory / "greeting" / "__init__.py").write_text(
+        "def shout(word):\n    return word.upper() + '!'\n"
+    )
+    (directory / "json.py").write_text("raise ImportError('shadowed the standard library')\n")
+
+
+def test_third_party_packages_come_from_python_path_or_virtualenv(ff, sandbox):
+    sandbox.write("greet.py", PACKAGE_FLOW)
+    _write_greeting(sandbox.work / "libs")
+
+    without = sandbox.run(sandbox.exe, "run", "greet.py")
+    assert without.returncode == 2
+    assert "No module named 'greeting'" in without.stderr
+
+    assert ff("--python-path", "libs", "run", "greet.py") == "HI!\n"
+    assert ff("run", "greet.py", FASTFLOW_PYTHONPATH=f"/nowhere{os.pathsep}libs") == "HI!\n"
+
+    # An active virtualenv: its site-packages, and the .pth files in there, are used.
+    sandbox.write("version.py", VERSION_FLOW)
+    version = ff("run", "version.py").strip()
+    site_packages = sandbox.root / "venv" / "lib" / f"python{version}" / "site-packages"
+    site_packages.mkdir(parents=True)
+    _write_greeting(sandbox.root / "src")
+    (site_packages / "greeting.pth").write_text(f"{sandbox.root / 'src'}\n")
+    assert ff("run", "greet.py", VIRTUAL_ENV=str(sandbox.root / "venv")) == "HI!\n"
+
+
+SLEEPY = HEADER + """
+import sys, time
+
+def nap(x):
+    print("napping", file=sys.stderr, flush=True)
+    time.sleep(120)
+    return x
+
+flow = Dataflow("sleepy")
+op.output("out", op.map("nap", op.input("inp", flow, TestingSource([1])), nap), StdOutSink())
+"""
+
+
+def test_ctrl_c_exits_130_and_leaves_no_temporary_files(sandbox):
+    sandbox.write("sleepy.py", SLEEPY)
+    proc = sandbox.start(sandbox.exe, "run", "sleepy.py")
+    assert proc.stderr.readline() == "napping\n"
+    assert len(list(sandbox.tmpdir.iterdir())) == 1  # the unpacked bundle, while running
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out, err) == (130, "", "fastflow run: interrupted\n")
+    assert list(sandbox.tmpdir.iterdir()) == []
+
+
+# A running sum per key over 0..N-1, ten items a batch, with a slow map for many epochs.
+# While ./stall exists the source holds back at STALL_AT, and each snapshot it takes there
+# adds a line to ./stall-snapshots: after two, the first one's epoch is committed.
+STALLING = HEADER + """
+import os, time
+from fastflow.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+N, STALL_AT = 3000, 1200
+
+
+class Numbers(StatefulSourcePartition):
+    def __init__(self, position):
+        self.position = position or 0
+
+    def next_batch(self):
+        if self.position >= N:
+            raise StopIteration()
+        if self.position == STALL_AT and os.path.exists("stall"):
+            return []
+        batch = list(range(self.position, min(self.position + 10, N)))
+        self.position += len(batch)
+        return batch
+
+    def snapshot(self):
+        if self.position == STALL_AT:
+            with open("stall-snapshots", "a") as f:
+                f.write("x\\n")
+        return self.position
+
+
+class NumberSource(FixedPartitionedSource):
+    def list_parts(self):
+        return ["numbers"]
+
+    def build_part(self, step_id, for_part, resume_state):
+        return Numbers(resume_state)
+
+
+def slow(batch):
+    time.sleep(0.002)
+    return batch
+
+
+def add(total, x):
+    total = (total or 0) + x
+    return total, total
+
+
+flow = Dataflow("sums")
+nums = op.flat_map_batch("slow", op.input("inp", flow, NumberSource()), slow)
+keyed = op.key_on("key", nums, lambda x: f"k{x % 7}")
+op.output("out", op.stateful_map("sum", keyed, add), StdOutSink())
+"""
+
+
+def expected_lines(n: int) -> List[str]:
+    totals: Dict[str, int] = {}
+    lines = []
+    for x in range(n):
+        key = f"k{x % 7}"
+        totals[key] = totals.get(key, 0) + x
+        lines.append(str((key, totals[key])))
+    return lines
+
+
+def _wait_for_lines(path: Path, count: int, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120  # a guard against hanging, not a timing assertion
+    while not (path.exists() and len(path.read_text().splitlines()) >= count):
+        assert proc.poll() is None, f"the flow ended early: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "the flow never stalled"
+        time.sleep(0.02)
+
+
+def test_sigkill_mid_stream_then_resume_equals_an_uninterrupted_run(ff, sandbox):
+    n, stall_at = 3000, 1200
+    expected = expected_lines(n)
+    sandbox.write("sums.py", STALLING)
+    ff("init-recovery", "db", "1")
+    (sandbox.work / "stall").touch()
+
+    proc = sandbox.start(sandbox.exe, "run", "sums.py", "-r", "db", "-s", "0.05")
+    killed_run = [proc.stdout.readline().rstrip("\n") for _ in range(stall_at)]
+    assert killed_run == expected[:stall_at]
+    _wait_for_lines(sandbox.work / "stall-snapshots", 2, proc)
+    os.killpg(proc.pid, signal.SIGKILL)  # the bootloader and the Python process under it
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    left_behind = sorted(sandbox.tmpdir.iterdir())  # SIGKILL cannot be cleaned up after
+
+    (sandbox.work / "stall").unlink()
+    resumed = ff("run", "sums.py", "-r", "db", "-s", "0.05").splitlines()
+    assert resumed == expected[stall_at:]
+    assert killed_run + resumed == expected
+    assert ff("run", "sums.py", "-r", "db", "-s", "0.05") == ""
+    assert sorted(sandbox.tmpdir.iterdir()) == left_behind
+
