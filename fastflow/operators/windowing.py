@@ -533,15 +533,22 @@ class _SessionWindowerLogic(WindowerLogic[Dict[str, Any]]):
 
     def open_for(self, timestamp: datetime) -> Tuple[int]:
         gap = self._gap
-        for session_id, meta in self._sessions.items():  # noqa: B007 - used after the loop
-            if meta.open_time - gap <= timestamp <= meta.close_time + gap:
-                meta.open_time = min(meta.open_time, timestamp)
-                meta.close_time = max(meta.close_time, timestamp)
-                break
-        else:
+        joined = next(
+            (
+                (session_id, meta)
+                for session_id, meta in self._sessions.items()
+                if meta.open_time - gap <= timestamp <= meta.close_time + gap
+            ),
+            None,
+        )
+        if joined is None:
             self._last_id += 1
             session_id = self._last_id
             self._sessions[session_id] = WindowMetadata(timestamp, timestamp)
+        else:
+            session_id, meta = joined
+            meta.open_time = min(meta.open_time, timestamp)
+            meta.close_time = max(meta.close_time, timestamp)
         self._merge_close_sessions()
         return (session_id,)
 
@@ -688,20 +695,23 @@ class _KeyWindows(StatefulBatchLogic[V, _Event, Dict[str, Any]]):
 
     def _advance(self, watermark: datetime, events: List[_Event]) -> Tuple[List[_Event], bool]:
         """Hand due values to their windows, then merge and close windows; emit what they say."""
-        windows = self._windows
+        windows, windower, emit = self._windows, self._windower, events.append
         for value, timestamp in self._due(watermark):
-            for window_id in self._windower.open_for(timestamp):
+            for window_id in windower.open_for(timestamp):
                 logic = windows.get(window_id)
                 if logic is None:
                     logic = windows[window_id] = self._builder(None)
-                events.extend((window_id, _DOWN, out) for out in logic.on_value(value))
-        for original, target in self._windower.merged():
+                for out in logic.on_value(value):
+                    emit((window_id, _DOWN, out))
+        for original, target in windower.merged():
             absorbed = windows.pop(original)
-            events.extend((target, _DOWN, out) for out in windows[target].on_merge(absorbed))
-        for window_id, meta in self._windower.close_for(watermark):
-            events.extend((window_id, _DOWN, out) for out in windows.pop(window_id).on_close())
-            events.append((window_id, _META, meta))
-        return events, not self._queue and self._windower.is_empty()
+            for out in windows[target].on_merge(absorbed):
+                emit((target, _DOWN, out))
+        for window_id, meta in windower.close_for(watermark):
+            for out in windows.pop(window_id).on_close():
+                emit((window_id, _DOWN, out))
+            emit((window_id, _META, meta))
+        return events, not self._queue and windower.is_empty()
 
     def notify_at(self) -> Optional[datetime]:
         at = self._windower.notify_at()
