@@ -15,6 +15,21 @@ from fastflow._cext.routing import RoutingError
 include "_pairs.pxi"
 
 
+class BuilderError(Exception):
+    """A state builder raised; ``__cause__`` is its exception.
+
+    Lets the engine tell a failing ``builder()`` from a failing mapper or
+    folder, which are called in the same loop.
+    """
+
+
+cdef inline object _build(object builder):
+    try:
+        return builder()
+    except Exception as ex:
+        raise BuilderError() from ex
+
+
 cdef inline object _pair_result(object res, str step_id):
     """Return ``res`` as a 2-tuple; like unpacking it, any 2-item iterable will do."""
     pair = res
@@ -57,7 +72,7 @@ def map_states(
         elif builder is None:
             state = None
         else:
-            state = builder()
+            state = _build(builder)
         res = _pair_result(mapper(state, _value_of(item)), step_id)
         state = <object>PyTuple_GET_ITEM(res, 0)
         if state is None:
@@ -76,6 +91,7 @@ def flat_map_states(
     set dirty,
     list batch not None,
     object mapper,
+    object builder,
     str step_id not None,
 ):
     """Like :func:`map_states`, but ``mapper`` returns ``(new_state, iterable of emits)``."""
@@ -86,7 +102,12 @@ def flat_map_states(
         item = <object>PyList_GET_ITEM(batch, i)
         key = _key_of(item, step_id)
         found = PyDict_GetItem(states, key)
-        state = <object>found if found is not NULL else None
+        if found is not NULL:
+            state = <object>found
+        elif builder is None:
+            state = None
+        else:
+            state = _build(builder)
         res = _pair_result(mapper(state, _value_of(item)), step_id)
         state = <object>PyTuple_GET_ITEM(res, 0)
         if state is None:
@@ -125,7 +146,7 @@ def fold_states(
         elif builder is None:
             state = _value_of(item)
         else:
-            state = folder(builder(), _value_of(item))
+            state = folder(_build(builder), _value_of(item))
         PyDict_SetItem(states, key, state)
         if dirty is not None:
             dirty.add(key)

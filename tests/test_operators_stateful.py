@@ -881,10 +881,6 @@ def test_snapshot_runs_at_epoch_ends_for_changed_retained_keys(tmp_path: Any) ->
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run_main rejects epoch_interval=timedelta(0); Bytewax accepts it (an epoch per batch)",
-)
 def test_zero_epoch_interval_snapshots_after_every_batch(tmp_path: Any) -> None:
     init_db_dir(tmp_path, 1)
     rec = Recorder()
@@ -1051,10 +1047,6 @@ def test_raising_user_code_names_the_step(
     assert str(cause) == "boom"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the map/fold fast paths report a raising builder as a raising `mapper`/`folder`",
-)
 @pytest.mark.parametrize(
     "build",
     [

@@ -185,7 +185,7 @@ def test_map_states_non_pair_result_names_the_step(bad: Any) -> None:
 def test_state_loops_reject_non_str_keyed_pairs(bad: Any) -> None:
     calls = [
         lambda b: state.map_states({}, set(), b, scripted, None, "my.step"),
-        lambda b: state.flat_map_states({}, set(), b, scripted_flat, "my.step"),
+        lambda b: state.flat_map_states({}, set(), b, scripted_flat, None, "my.step"),
         lambda b: state.fold_states({}, set(), b, _add, None, "my.step"),
         lambda b: state.group_by_key(b, "my.step"),
     ]
@@ -208,13 +208,27 @@ def test_user_errors_propagate_unchanged() -> None:
     with pytest.raises(ZeroDivisionError, match="boom"):
         state.map_states({}, None, batch, boom, None, "s")
     with pytest.raises(ZeroDivisionError, match="boom"):
-        state.map_states({}, None, batch, scripted, boom, "s")
-    with pytest.raises(ZeroDivisionError, match="boom"):
-        state.flat_map_states({}, None, batch, boom, "s")
+        state.flat_map_states({}, None, batch, boom, None, "s")
     with pytest.raises(ZeroDivisionError, match="boom"):
         state.fold_states({"a": 0}, None, batch, boom, None, "s")
-    with pytest.raises(ZeroDivisionError, match="boom"):
-        state.fold_states({}, None, batch, _add, boom, "s")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda boom: state.map_states({}, None, [("a", 1)], scripted, boom, "s"),
+        lambda boom: state.flat_map_states({}, None, [("a", 1)], scripted_flat, boom, "s"),
+        lambda boom: state.fold_states({}, None, [("a", 1)], _add, boom, "s"),
+    ],
+    ids=["map", "flat_map", "fold"],
+)
+def test_a_raising_builder_is_told_apart_from_the_mapper(call: Callable[..., Any]) -> None:
+    def boom() -> Any:
+        raise ZeroDivisionError("boom")
+
+    with pytest.raises(state.BuilderError) as info:
+        call(boom)
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
 
 
 @pytest.mark.parametrize(
@@ -224,7 +238,7 @@ def test_user_errors_propagate_unchanged() -> None:
         lambda: state.map_states({}, None, None, scripted, None, "s"),
         lambda: state.map_states({}, [], [], scripted, None, "s"),
         lambda: state.map_states({}, None, [], scripted, None, None),
-        lambda: state.flat_map_states({}, None, (("a", 1),), scripted_flat, "s"),
+        lambda: state.flat_map_states({}, None, (("a", 1),), scripted_flat, None, "s"),
         lambda: state.fold_states({}, None, [], _add, None, 3),
         lambda: state.group_by_key(None, "s"),
     ],
@@ -242,20 +256,23 @@ def test_flat_map_states_flattens_in_input_order() -> None:
     states: Dict[str, Any] = {}
     dirty: Set[str] = set()
     batch = [("a", 1), ("b", 2), ("a", 4), ("c", 3)]
-    out = state.flat_map_states(states, dirty, batch, scripted_flat, "s")
+    out = state.flat_map_states(states, dirty, batch, scripted_flat, None, "s")
     assert out == [("a", (None, 1)), ("b", (None, 2)), ("b", (None, 2)), ("a", (1, 4))]
     assert states == {"b": 2, "c": 3}
     assert dirty == {"a", "b", "c"}
 
 
 def test_flat_map_states_takes_generators() -> None:
-    out = state.flat_map_states({}, None, [("a", 3)], lambda s, v: (v, (i for i in range(v))), "s")
+    def counting(_state: Any, v: int) -> Any:
+        return v, (i for i in range(v))
+
+    out = state.flat_map_states({}, None, [("a", 3)], counting, None, "s")
     assert out == [("a", 0), ("a", 1), ("a", 2)]
 
 
 def test_flat_map_states_non_iterable_emits_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="not iterable"):
-        state.flat_map_states({}, None, [("a", 1)], lambda s, v: (v, 5), "s")
+        state.flat_map_states({}, None, [("a", 1)], lambda s, v: (v, 5), None, "s")
 
 
 # fold_states
@@ -332,7 +349,7 @@ def test_map_states_equals_reference(batch, initial, track, init) -> None:
 def test_flat_map_states_equals_reference(batch, initial, track) -> None:
     states, ref_states = dict(initial), dict(initial)
     dirty, ref_dirty = (set(), set()) if track else (None, None)
-    out = state.flat_map_states(states, dirty, list(batch), scripted_flat, "s")
+    out = state.flat_map_states(states, dirty, list(batch), scripted_flat, None, "s")
     assert out == ref_flat_map(ref_states, ref_dirty, batch, scripted_flat)
     assert states == ref_states
     assert dirty == ref_dirty

@@ -403,10 +403,6 @@ def test_run_main_needs_a_dataflow() -> None:
         run_main("flow")  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Bytewax 0.21 accepts epoch_interval=0 (an epoch per batch); fastflow raises ValueError",
-)
 def test_run_main_accepts_a_zero_epoch_interval() -> None:
     seen: List[Any] = []
     flow = Dataflow("df")

@@ -1,5 +1,7 @@
 from typing import Any, Callable, Dict, List, Optional, Set
 
+class BuilderError(Exception): ...
+
 def map_states(
     states: Dict[str, Any],
     dirty: Optional[Set[str]],
@@ -13,6 +15,7 @@ def flat_map_states(
     dirty: Optional[Set[str]],
     batch: List[Any],
     mapper: Callable[[Any, Any], Any],
+    builder: Optional[Callable[[], Any]],
     step_id: str,
 ) -> List[Any]: ...
 def fold_states(

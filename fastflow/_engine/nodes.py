@@ -179,7 +179,7 @@ class StatefulNode(Node):
         self.dirty: Optional[set[str]] = set() if track_changes else None
         self._timers: Dict[str, datetime] = {}
         if isinstance(builder, MapBuilder):
-            self.push = self._push_flat_map if builder.flat else self._push_map  # type: ignore
+            self.push = self._push_map  # type: ignore[method-assign]
             self.finish = self._finish_nothing  # type: ignore[method-assign]
         elif isinstance(builder, FoldBuilder):
             self.push = self._push_fold  # type: ignore[method-assign]
@@ -189,36 +189,27 @@ class StatefulNode(Node):
 
     # Fast paths: the raw state lives in ``states``.
 
+    def _fast(self, what: str, loop: Callable[..., Any], *args: Any) -> Any:
+        """Run a compiled state loop over this node's states, naming the user code that failed."""
+        try:
+            return loop(self.states, self.dirty, *args, self.step_id)
+        except RoutingError:
+            raise
+        except state.BuilderError as ex:
+            raise user_error(self.step_id, "builder", ex.__cause__) from ex.__cause__
+        except Exception as ex:
+            raise user_error(self.step_id, what, ex) from ex
+
     def _push_map(self, batch: List[Any]) -> None:
         spec = self._builder
-        try:
-            out = state.map_states(self.states, self.dirty, batch, spec.mapper, spec.init,
-                                   self.step_id)
-        except RoutingError:
-            raise
-        except Exception as ex:
-            raise user_error(self.step_id, "mapper", ex) from ex
-        self._down(out)
-
-    def _push_flat_map(self, batch: List[Any]) -> None:
-        spec = self._builder
-        try:
-            out = state.flat_map_states(self.states, self.dirty, batch, spec.mapper, self.step_id)
-        except RoutingError:
-            raise
-        except Exception as ex:
-            raise user_error(self.step_id, "mapper", ex) from ex
+        loop = state.flat_map_states if spec.flat else state.map_states
+        out = self._fast("mapper", loop, batch, spec.mapper, spec.init)
         if out:
             self._down(out)
 
     def _push_fold(self, batch: List[Any]) -> None:
         spec = self._builder
-        try:
-            state.fold_states(self.states, self.dirty, batch, spec.folder, spec.init, self.step_id)
-        except RoutingError:
-            raise
-        except Exception as ex:
-            raise user_error(self.step_id, "folder", ex) from ex
+        self._fast("folder", state.fold_states, batch, spec.folder, spec.init)
 
     def _finish_nothing(self) -> None:
         pass

@@ -35,6 +35,7 @@ from fastflow.inputs import AbortExecution
 from fastflow.recovery import RecoveryConfig
 
 DEFAULT_EPOCH_INTERVAL = timedelta(seconds=10)
+_SMALLEST_EPOCH = timedelta(microseconds=1)
 
 # How long to wait before polling again a partition that returned nothing
 # without saying when to come back: long enough not to spin a core.
@@ -207,14 +208,15 @@ def run_flow(
 ) -> None:
     """Run ``flow`` with one worker in this thread (the engine behind ``run_main``)."""
     interval = DEFAULT_EPOCH_INTERVAL if epoch_interval is None else epoch_interval
-    if interval <= timedelta(0):
-        raise ValueError(f"epoch_interval must be positive; got {interval}")
+    if interval < timedelta(0):
+        raise ValueError(f"epoch_interval must not be negative; got {interval}")
     plan = flatten(flow)
     if recovery_config is None:
         Worker(plan, Clock(1, 0, 1), interval, {}, recording=False).run(None)
         return
     backup = recovery_config.backup_interval or timedelta(0)
-    backup_epochs = math.ceil(backup / interval)
+    # With a zero interval every round is an epoch; count the window in 1 µs epochs.
+    backup_epochs = math.ceil(backup / max(interval, _SMALLEST_EPOCH))
     with RecoveryStore.open(recovery_config.db_dir) as store:
         start = store.start_execution(worker_count=1)
         resume: Dict[str, Dict[str, bytes]] = {}
