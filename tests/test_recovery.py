@@ -339,3 +339,23 @@ def test_an_epoch_writes_only_the_keys_it_changed(tmp_path):
             "GROUP BY epoch ORDER BY epoch"
         ).fetchall()
     assert per_epoch == [(500,), (1,)]
+
+
+def test_a_resumed_file_sink_drops_lines_written_after_its_snapshot(tmp_path):
+    from fastflow.connectors.files import FileSink
+
+    db, out_file = tmp_path / "db", tmp_path / "out.txt"
+    init_db_dir(db, 1)
+    items = [("k", "a"), ("k", "b")]
+
+    def run():
+        flow = Dataflow("file_out")
+        op.output("out", op.input("inp", flow, TestingSource(items)), FileSink(out_file))
+        run_main(flow, recovery_config=RecoveryConfig(db))
+
+    run()
+    # As if a killed run had written past the last committed snapshot.
+    with out_file.open("a") as f:
+        f.write("written after the snapshot\n")
+    run()  # same input: nothing new reaches the sink, yet it must cut the file back
+    assert out_file.read_text() == "a\nb\n"

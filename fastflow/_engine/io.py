@@ -148,6 +148,11 @@ class OutputNode(Node):
             keys = self._call("list_parts", sink.list_parts)
             self._keys: List[str] = keys
             self.push = self._push_partitioned  # type: ignore[method-assign]
+            # A partition with a snapshot is built right away, so it can undo what it
+            # wrote after that snapshot even if no new item is routed to it.
+            for key in keys:
+                if key in resume:
+                    self._part(key)
         elif isinstance(sink, DynamicSink):
             part = self._call("build", sink.build, step_id, clock.worker_index, clock.worker_count)
             self._parts[""] = part
@@ -180,14 +185,18 @@ class OutputNode(Node):
             index = self._call("part_fn", sink.part_fn, key)
             routed.setdefault(keys[index % len(keys)], []).append(value)
         for part_key, values in routed.items():
-            part = self._parts.get(part_key)
-            if part is None:
-                part = self._call(
-                    "build_part", sink.build_part, self.step_id, part_key,
-                    self._resume.get(part_key),
-                )
-                self._parts[part_key] = part
-            self._call("write_batch", part.write_batch, values)
+            self._call("write_batch", self._part(part_key).write_batch, values)
+
+    def _part(self, key: str) -> Any:
+        """The partition ``key`` of a partitioned sink, built on first use."""
+        part = self._parts.get(key)
+        if part is None:
+            sink: FixedPartitionedSink[Any, Any] = self._sink  # type: ignore[assignment]
+            part = self._call(
+                "build_part", sink.build_part, self.step_id, key, self._resume.get(key)
+            )
+            self._parts[key] = part
+        return part
 
     def snapshot_rows(self) -> List[Row]:
         """The resume state of every stateful sink partition built so far."""
