@@ -389,12 +389,12 @@ BAD_INPUT = [
     (
         ["run", "-r", "nodir", "double.py"],
         "recovery directory nodir does not exist; "
-        "create them with `fastflow init-recovery nodir N` (N = number of partitions)",
+        "create partitions with `fastflow init-recovery nodir N` (N of them)",
     ),
     (
         ["run", "-r", "emptydir", "double.py"],
         "no recovery partitions (part-*.sqlite3) in emptydir; "
-        "create them with `fastflow init-recovery emptydir N` (N = number of partitions)",
+        "create partitions with `fastflow init-recovery emptydir N` (N of them)",
     ),
 ]
 
@@ -466,9 +466,10 @@ def test_bad_commands_print_usage_and_one_error_line(tmp_path, args, error):
         (["init-recovery", "file", "1"], "cannot create recovery partitions in file: File exists"),
         (
             ["recovery", "status", "nodir"],
-            "recovery directory nodir does not exist; create them with "
-            "`fastflow init-recovery nodir N` (N = number of partitions)",
+            "recovery directory nodir does not exist; create partitions with "
+            "`fastflow init-recovery nodir N` (N of them)",
         ),
+        (["recovery", "status", "file"], "recovery directory file is a file, not a directory"),
     ],
 )
 def test_bad_recovery_directories_are_one_line(tmp_path, args, message):

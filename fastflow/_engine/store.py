@@ -287,15 +287,14 @@ def _part_path(db_dir: Path, index: int) -> Path:
 
 
 def _init_hint(db_dir: Path) -> str:
-    return f"create them with `fastflow init-recovery {db_dir} N`"
+    return f"create partitions with `fastflow init-recovery {db_dir} N` (N of them)"
 
 
 def _find_parts(db_dir: Path) -> dict[int, Path]:
+    if db_dir.exists() and not db_dir.is_dir():
+        raise NoPartitionsError(f"recovery directory {db_dir} is a file, not a directory")
     if not db_dir.is_dir():
-        raise NoPartitionsError(
-            f"recovery directory {db_dir} does not exist; {_init_hint(db_dir)} "
-            "(N = number of partitions)"
-        )
+        raise NoPartitionsError(f"recovery directory {db_dir} does not exist; {_init_hint(db_dir)}")
     found = {}
     for path in db_dir.iterdir():
         match = _PART_RE.fullmatch(path.name)
@@ -303,8 +302,7 @@ def _find_parts(db_dir: Path) -> dict[int, Path]:
             found[int(match.group(1))] = path
     if not found:
         raise NoPartitionsError(
-            f"no recovery partitions (part-*.sqlite3) in {db_dir}; {_init_hint(db_dir)} "
-            "(N = number of partitions)"
+            f"no recovery partitions (part-*.sqlite3) in {db_dir}; {_init_hint(db_dir)}"
         )
     return dict(sorted(found.items()))
 

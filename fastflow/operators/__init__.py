@@ -904,8 +904,8 @@ class TTLCache(Generic[K, V]):
         return value
 
     def remove(self, k: K) -> None:
-        """Forget ``k`` so the next :meth:`get` fetches it again."""
-        self._cache.pop(k, None)
+        """Forget ``k`` so the next :meth:`get` fetches it again (``KeyError`` if not cached)."""
+        del self._cache[k]
 
 
 @operator
