@@ -5,6 +5,7 @@ virtualenv), in an empty work directory, and must leave its TMPDIR as it found i
 is rebuilt when any source is newer than it; FASTFLOW_SKIP_BINARY=1 skips this module.
 """
 
+import argparse
 import os
 import shutil
 import signal
@@ -12,11 +13,12 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
 import fastflow
+import fastflow.cli
 
 ROOT = Path(__file__).resolve().parent.parent
 BINARY = ROOT / "dist" / "fastflow"
@@ -136,14 +138,19 @@ op.output("out", op.map("inverse", nums, lambda x: 2 // x), StdOutSink())
 """
 
 
+def _every_help(parser: argparse.ArgumentParser, command: Tuple[str, ...] = ()) -> Iterator[list]:
+    """``--help`` of the command and of each of its subcommands, recursively."""
+    yield [*command, "--help"]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, subparser in action.choices.items():
+                yield from _every_help(subparser, (*command, name))
+
+
 @pytest.mark.parametrize(
     "args",
     [
-        ["--help"],
-        ["run", "--help"],
-        ["init-recovery", "--help"],
-        ["recovery", "--help"],
-        ["recovery", "status", "--help"],
+        *_every_help(fastflow.cli._parser()),
         ["--python-path", ".", "run", "flow.py"],
         [],
         ["bogus"],
