@@ -13,6 +13,7 @@ from cpython.ref cimport PyObject
 from fastflow._cext.routing import RoutingError
 
 include "_pairs.pxi"
+include "_gc.pxi"
 
 
 class BuilderError(Exception):
@@ -46,6 +47,30 @@ cdef inline object _pair_result(object res, str step_id):
     return pair
 
 
+cdef inline tuple _map_one(
+    dict states, set dirty, object item, object mapper, object builder, str step_id
+):
+    """Update one key's state with one value; return ``(key, what the mapper emitted)``."""
+    key = _key_of(item, step_id)
+    cdef PyObject* found = PyDict_GetItem(states, key)
+    if found is not NULL:
+        state = <object>found
+    elif builder is None:
+        state = None
+    else:
+        state = _build(builder)
+    res = _pair_result(mapper(state, _value_of(item)), step_id)
+    state = <object>PyTuple_GET_ITEM(res, 0)
+    if state is None:
+        if found is not NULL:
+            del states[key]
+    else:
+        PyDict_SetItem(states, key, state)
+    if dirty is not None:
+        dirty.add(key)
+    return (key, <object>PyTuple_GET_ITEM(res, 1))
+
+
 def map_states(
     dict states not None,
     set dirty,
@@ -62,27 +87,10 @@ def map_states(
     """
     cdef Py_ssize_t i, n = PyList_GET_SIZE(batch)
     cdef list out = [None] * n
-    cdef PyObject* found
     for i in range(n):
-        item = <object>PyList_GET_ITEM(batch, i)
-        key = _key_of(item, step_id)
-        found = PyDict_GetItem(states, key)
-        if found is not NULL:
-            state = <object>found
-        elif builder is None:
-            state = None
-        else:
-            state = _build(builder)
-        res = _pair_result(mapper(state, _value_of(item)), step_id)
-        state = <object>PyTuple_GET_ITEM(res, 0)
-        if state is None:
-            if found is not NULL:
-                del states[key]
-        else:
-            PyDict_SetItem(states, key, state)
-        if dirty is not None:
-            dirty.add(key)
-        out[i] = (key, <object>PyTuple_GET_ITEM(res, 1))
+        out[i] = _map_one(
+            states, dirty, <object>PyList_GET_ITEM(batch, i), mapper, builder, step_id
+        )
     return out
 
 
@@ -96,28 +104,14 @@ def flat_map_states(
 ):
     """Like :func:`map_states`, but ``mapper`` returns ``(new_state, iterable of emits)``."""
     cdef list out = []
-    cdef PyObject* found
     cdef Py_ssize_t i
+    cdef tuple emitted
     for i in range(PyList_GET_SIZE(batch)):
-        item = <object>PyList_GET_ITEM(batch, i)
-        key = _key_of(item, step_id)
-        found = PyDict_GetItem(states, key)
-        if found is not NULL:
-            state = <object>found
-        elif builder is None:
-            state = None
-        else:
-            state = _build(builder)
-        res = _pair_result(mapper(state, _value_of(item)), step_id)
-        state = <object>PyTuple_GET_ITEM(res, 0)
-        if state is None:
-            if found is not NULL:
-                del states[key]
-        else:
-            PyDict_SetItem(states, key, state)
-        if dirty is not None:
-            dirty.add(key)
-        for emit in <object>PyTuple_GET_ITEM(res, 1):
+        emitted = _map_one(
+            states, dirty, <object>PyList_GET_ITEM(batch, i), mapper, builder, step_id
+        )
+        key = <object>PyTuple_GET_ITEM(emitted, 0)
+        for emit in <object>PyTuple_GET_ITEM(emitted, 1):
             out.append((key, emit))
     return out
 

@@ -1,9 +1,9 @@
 """Core steps at run time: each takes whole batches and emits whole batches.
 
 The worker runs in rounds. A node's output goes into its consumers' inboxes;
-in every round each node, in plan order, handles what its inboxes hold (one
-``push(batch)`` per batch, in input order) and then, if all its upstreams have
-ended, flushes (``finish``) and ends its own downstreams. Plan order is
+in every round each node, in plan order, handles what its inboxes hold (all of
+it as one ``push(batch)``, upstreams in order) and then, if all its upstreams
+have ended, flushes (``finish``) and ends its own downstreams. Plan order is
 topological, so a round carries every batch polled in it through the whole
 flow, as Bytewax's scheduler does. Per batch this costs a list append and a
 method call per step; the per-item work happens in compiled loops.
@@ -12,6 +12,7 @@ method call per step; the per-item work happens in compiled loops.
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import chain
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from fastflow._cext import codec, state
@@ -71,11 +72,13 @@ class Node:
 
     def run(self) -> None:
         """Take this round's turn: handle waiting batches, then finish if all upstreams ended."""
-        for inbox in self.inboxes:
-            if inbox:
-                for batch in inbox:
-                    self.push(batch)
+        if any(self.inboxes):
+            waiting: List[List[Any]] = []
+            for inbox in self.inboxes:
+                waiting += inbox
                 inbox.clear()
+            # All that arrived this round is one batch, upstreams in order (as in Bytewax).
+            self.push(waiting[0] if len(waiting) == 1 else list(chain.from_iterable(waiting)))
         if self._open_ups == 0 and not self._ended:
             self._ended = True
             self.finish()
