@@ -20,19 +20,11 @@ S = TypeVar("S")
 _EMPTY: Tuple[Any, ...] = ()
 
 
-class StatefulBatchLogic(ABC, Generic[V, W, S]):
-    """What one key of a ``stateful_batch`` step does with its values.
-
-    Every callback returns ``(values to emit, discard)``; ``DISCARD`` drops the
-    key's state (a later value builds a new logic), ``RETAIN`` keeps it.
-    """
+class _KeyLogic(ABC, Generic[W, S]):
+    """What the two per-key logic contracts share: the hooks besides the values."""
 
     RETAIN: bool = False
     DISCARD: bool = True
-
-    @abstractmethod
-    def on_batch(self, values: List[V]) -> Tuple[Iterable[W], bool]:
-        """Handle this key's values of one batch, in arrival order."""
 
     def on_notify(self) -> Tuple[Iterable[W], bool]:
         """Called once the time :meth:`notify_at` returned has passed."""
@@ -51,31 +43,24 @@ class StatefulBatchLogic(ABC, Generic[V, W, S]):
         """Return this key's state; the builder gets it back on resume."""
 
 
-class StatefulLogic(ABC, Generic[V, W, S]):
-    """Like :class:`StatefulBatchLogic`, one value at a time (for ``stateful``)."""
+class StatefulBatchLogic(_KeyLogic[W, S], Generic[V, W, S]):
+    """What one key of a ``stateful_batch`` step does with its values.
 
-    RETAIN: bool = False
-    DISCARD: bool = True
+    Every callback returns ``(values to emit, discard)``; ``DISCARD`` drops the
+    key's state (a later value builds a new logic), ``RETAIN`` keeps it.
+    """
+
+    @abstractmethod
+    def on_batch(self, values: List[V]) -> Tuple[Iterable[W], bool]:
+        """Handle this key's values of one batch, in arrival order."""
+
+
+class StatefulLogic(_KeyLogic[W, S], Generic[V, W, S]):
+    """Like :class:`StatefulBatchLogic`, one value at a time (for ``stateful``)."""
 
     @abstractmethod
     def on_item(self, value: V) -> Tuple[Iterable[W], bool]:
         """Handle one value."""
-
-    def on_notify(self) -> Tuple[Iterable[W], bool]:
-        """Called once the time :meth:`notify_at` returned has passed."""
-        return _EMPTY, self.RETAIN
-
-    def on_eof(self) -> Tuple[Iterable[W], bool]:
-        """Called when the upstream has ended."""
-        return _EMPTY, self.RETAIN
-
-    def notify_at(self) -> Optional[datetime]:
-        """When to call :meth:`on_notify` next (UTC), or ``None``."""
-        return None
-
-    @abstractmethod
-    def snapshot(self) -> S:
-        """Return this key's state; the builder gets it back on resume."""
 
 
 class ItemsAsBatch(StatefulBatchLogic[V, W, S]):
