@@ -125,10 +125,15 @@ class FileSource(FixedPartitionedSource[str, int]):
         self, step_id: str, for_part: str, resume_state: Optional[int]
     ) -> StatefulSourcePartition[str, int]:
         """Open the file, at byte ``resume_state`` when resuming."""
+        self._check_part(for_part)
+        return _LinePartition(self._path, self._batch_size, resume_state)
+
+    def _check_part(self, for_part: str) -> None:
         _, _, path = for_part.partition(_SEP)
         if path != str(self._path):
-            raise ValueError(f"FileSource of {str(self._path)!r} has no partition {for_part!r}")
-        return _LinePartition(self._path, self._batch_size, resume_state)
+            raise ValueError(
+                f"{type(self).__name__} of {str(self._path)!r} has no partition {for_part!r}"
+            )
 
 
 class DirSource(FixedPartitionedSource[str, int]):
@@ -220,7 +225,7 @@ class _CSVPartition(StatefulSourcePartition[Dict[str, Any], int]):
         self._file.close()
 
 
-class CSVSource(FixedPartitionedSource[Dict[str, Any], int]):
+class CSVSource(FileSource):
     """Read a CSV file as one ``dict`` per row, keyed by the names in its first row.
 
     Rows are parsed like :class:`csv.DictReader` parses them, with the
@@ -236,25 +241,14 @@ class CSVSource(FixedPartitionedSource[Dict[str, Any], int]):
         get_fs_id: Callable[[Path], str] = _get_path_dev,
         **fmtparams: Any,
     ) -> None:
-        _check_batch_size(batch_size)
-        self._path = Path(path)
-        self._batch_size = batch_size
-        self._get_fs_id = get_fs_id
+        super().__init__(path, batch_size, get_fs_id)
         self._fmtparams = fmtparams
-
-    def list_parts(self) -> List[str]:
-        """The file, if this worker can see it."""
-        if not self._path.exists():
-            return []
-        return [_part_name(self._get_fs_id(self._path), self._path)]
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: Optional[int]
-    ) -> StatefulSourcePartition[Dict[str, Any], int]:
+    ) -> StatefulSourcePartition[Dict[str, Any], int]:  # type: ignore[override]
         """Open the file and read its header, then go to byte ``resume_state`` when resuming."""
-        _, _, path = for_part.partition(_SEP)
-        if path != str(self._path):
-            raise ValueError(f"CSVSource of {str(self._path)!r} has no partition {for_part!r}")
+        self._check_part(for_part)
         return _CSVPartition(self._path, self._batch_size, resume_state, self._fmtparams)
 
 
