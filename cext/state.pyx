@@ -87,10 +87,15 @@ def map_states(
     """
     cdef Py_ssize_t i, n = PyList_GET_SIZE(batch)
     cdef list out = [None] * n
-    for i in range(n):
-        out[i] = _map_one(
-            states, dirty, <object>PyList_GET_ITEM(batch, i), mapper, builder, step_id
-        )
+    cdef bint batch_tracked = _hide(batch), out_tracked = _hide(out)
+    try:
+        for i in range(n):
+            out[i] = _map_one(
+                states, dirty, <object>PyList_GET_ITEM(batch, i), mapper, builder, step_id
+            )
+    finally:
+        _unhide(batch, batch_tracked)
+    _unhide(out, out_tracked)
     return out
 
 
@@ -106,13 +111,18 @@ def flat_map_states(
     cdef list out = []
     cdef Py_ssize_t i
     cdef tuple emitted
-    for i in range(PyList_GET_SIZE(batch)):
-        emitted = _map_one(
-            states, dirty, <object>PyList_GET_ITEM(batch, i), mapper, builder, step_id
-        )
-        key = <object>PyTuple_GET_ITEM(emitted, 0)
-        for emit in <object>PyTuple_GET_ITEM(emitted, 1):
-            out.append((key, emit))
+    cdef bint batch_tracked = _hide(batch), out_tracked = _hide(out)
+    try:
+        for i in range(PyList_GET_SIZE(batch)):
+            emitted = _map_one(
+                states, dirty, <object>PyList_GET_ITEM(batch, i), mapper, builder, step_id
+            )
+            key = <object>PyTuple_GET_ITEM(emitted, 0)
+            for emit in <object>PyTuple_GET_ITEM(emitted, 1):
+                out.append((key, emit))
+    finally:
+        _unhide(batch, batch_tracked)
+    _unhide(out, out_tracked)
     return out
 
 
