@@ -131,6 +131,11 @@ flow = Dataflow("double")
 op.output("out", op.map("x2", op.input("inp", flow, TestingSource([1, 2])), lambda x: 2 * x),
           StdOutSink())
 """
+BYTEWAX = HEADER.replace("fastflow", "bytewax") + """
+flow = Dataflow("bw")
+op.output("out", op.count_final("count", op.input("inp", flow, TestingSource(["a", "b", "a"])),
+                                lambda word: word), StdOutSink())
+"""
 CRASH = HEADER + """
 flow = Dataflow("crash")
 nums = op.input("inp", flow, TestingSource([1, 2, 0, 4]))
@@ -158,6 +163,7 @@ def _every_help(parser: argparse.ArgumentParser, command: Tuple[str, ...] = ()) 
         ["run", "missing.py"],
         ["run", "flow:nothing"],
         ["run", "crash.py"],
+        ["run", "bytewax_flow.py"],
         ["run", "raises_on_import.py"],
         ["run", "flow.py", "-s", "soon"],
         ["run", "flow.py", "-r", "missing_dir"],
@@ -170,6 +176,7 @@ def _every_help(parser: argparse.ArgumentParser, command: Tuple[str, ...] = ()) 
 def test_output_and_exit_code_are_the_installed_commands(sandbox, fastflow_command, args):
     sandbox.write("flow.py", FLOW)
     sandbox.write("crash.py", CRASH)
+    sandbox.write("bytewax_flow.py", BYTEWAX)
     sandbox.write("raises_on_import.py", "raise ValueError('not today')\n")
     frozen = sandbox.run(sandbox.exe, *args)
     installed = sandbox.run(fastflow_command, *args)
