@@ -201,6 +201,8 @@ def _run(args: argparse.Namespace, prog: str) -> int:
             f"-w {args.workers_per_process} -p {args.processes} asked for, but only one worker "
             "in one process is supported so far; leave -w and -p out"
         )
+    import fastflow.compat  # noqa: F401 - `bytewax` imports get fastflow if Bytewax is absent
+
     try:
         flow = locate_dataflow(args.import_str)
     except FlowNotFound as ex:
