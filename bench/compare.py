@@ -13,7 +13,7 @@ Each case's outputs must agree across engines (length and checksum).
 Resume cases first build a store holding K keys (one item per key, untimed),
 then time a run that resumes from it with the same input (so the source
 resumes at its end and only the restore of the state is left). Bytewax's
-resume from 1M keys takes minutes, so it runs once, under ``--timeout``.
+resume from 1M keys takes over 15 minutes, so it runs once, under ``--timeout``.
 """
 
 from __future__ import annotations
@@ -156,7 +156,9 @@ def _secs(t: Optional[float]) -> str:
 
 
 def _ratio(a: Optional[float], b: Optional[float]) -> str:
-    return "—" if a is None or b is None else f"{a / b:.2f}x"
+    if a is None or b is None:
+        return "—"
+    return f"{a / b:.2f}x" if a / b >= 0.1 else f"{a / b:.4f}x"
 
 
 def table(rows: List[Case], timeout: float, metric: str) -> str:
@@ -244,7 +246,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--resume-keys", default="100000,1000000",
                         help="comma-separated store sizes for the resume rows")
     parser.add_argument("--only", help="comma-separated row names (e.g. stateless,keyed_1k)")
-    parser.add_argument("--timeout", type=float, default=1200,
+    parser.add_argument("--timeout", type=float, default=1800,
                         help="seconds before one measurement is given up")
     parser.add_argument("--output", type=Path, help="also write the table (markdown) here")
     args = parser.parse_args(argv)
