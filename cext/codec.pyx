@@ -21,7 +21,7 @@ Fast paths:
 """
 
 from cpython cimport datetime as cdatetime
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_Copy, PyDict_Next
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.list cimport PyList_GET_SIZE, PyList_GetSlice
@@ -462,12 +462,22 @@ def encode(obj):
     try:
         conv = _enc(obj, 0, False)
         try:
-            return _dumps(conv)
+            return _compact(_dumps(conv))
         except _JSONEncodeError:
             # orjson rejects strings holding lone surrogates: tag those.
-            return _dumps(_enc(obj, 0, True))
+            return _compact(_dumps(_enc(obj, 0, True)))
     except _TooDeep:
-        return _dumps(_enc_pickle(obj))
+        return _compact(_dumps(_enc_pickle(obj)))
+
+
+cdef inline bytes _compact(bytes data):
+    """Copy orjson's output into a bytes object of its exact size.
+
+    Why: orjson's result keeps the capacity of its write buffer. Snapshots are
+    kept until their epoch commits, and holding 100k such results made
+    encoding ~6x slower than copying each into an exact-size object.
+    """
+    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
 
 
 # --------------------------------------------------------------------------
