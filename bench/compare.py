@@ -209,6 +209,9 @@ def checks(rows: List[Case]) -> str:
         if c.resume:
             sizes = ", ".join(f"{e} {b:.0f}" for e, b in c.bytes_per_key.items())
             notes.append(f"store bytes per key, {c.keys:,} keys: {sizes}")
+        for engine, runs in c.times.items():
+            if len(runs) == 1 and len(c.times.get("fastflow", [])) > 1:
+                notes.append(f"{c.name}, {engine}: one run (round 1), not a median")
     bad = [c.name for c in rows if len(set().union(*c.outputs.values())) > 1]
     notes.append(f"OUTPUTS DIFFER between engines in: {', '.join(bad)}" if bad
                  else "outputs (length and checksum) agreed across engines in every case")
