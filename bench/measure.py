@@ -10,8 +10,9 @@ other up)::
 ENGINE is ``fastflow``, ``bytewax`` or ``plain`` (the plain loop). What is
 timed: the ``run_main(flow, ...)`` call alone (for ``plain``, the loop
 alone), as wall time (``time.perf_counter``) and as the CPU time of the
-process, all threads (``time.process_time``). Before it: imports, building the input list
-and the flow, creating a fresh recovery store (``--fresh-store``), then
+process, all threads (``time.process_time``). Before it: imports (the
+engine's lazily imported runtime included, see ``engines.load``), building
+the input list and the flow, creating a fresh recovery store (``--fresh-store``), then
 ``gc.collect(); gc.freeze()`` so the collector does not rescan the
 pre-built input during the run (the same for all three). The output is
 checked outside the timing: its length and an order-independent checksum
