@@ -12,7 +12,10 @@ Each case's outputs must agree across engines (length and checksum).
 
 Resume cases first build a store holding K keys (one item per key, untimed),
 then time a run that resumes from it with the same input (so the source
-resumes at its end and only the restore of the state is left). Bytewax's
+resumes at its end and only the restore of the state is left). Every timed
+resume starts from a copy of the store as built, so all rounds do the same
+work (a resume also commits, and its first commit garbage-collects the
+build's last epoch). Bytewax's
 resume from 1M keys takes over 15 minutes, so it runs once, under ``--timeout``.
 """
 
@@ -95,6 +98,15 @@ class Runner:
     def store(self, case: Case, engine: str) -> Path:
         return self.workdir / f"{case.name}-{engine}"
 
+    def keep_built(self, case: Case, engine: str) -> None:
+        """Keep a copy of the store as built, to start every timed resume from."""
+        shutil.copytree(self.store(case, engine), self.workdir / f"{case.name}-{engine}.built")
+
+    def reset_to_built(self, case: Case, engine: str) -> None:
+        store = self.store(case, engine)
+        shutil.rmtree(store)
+        shutil.copytree(self.workdir / f"{case.name}-{engine}.built", store)
+
     def measure(self, case: Case, engine: str, fresh_store: bool = False) -> Optional[dict]:
         items = case.keys if case.resume else self.items
         cmd = [
@@ -106,6 +118,8 @@ class Runner:
             cmd += ["--recovery-dir", str(self.store(case, engine))]
             if fresh_store or not case.resume:
                 cmd.append("--fresh-store")
+            else:
+                self.reset_to_built(case, engine)
         env = dict(os.environ, PYTHONHASHSEED="0")
         try:
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True,
@@ -140,6 +154,7 @@ def run(runner: Runner, rows: List[Case], rounds: int, slow_resume_keys: int) ->
             if runner.measure(case, engine, fresh_store=True) is None:
                 sys.exit(f"building the {engine} store for {case.name} timed out")
             case.bytes_per_key[engine] = store_bytes(runner.store(case, engine)) / case.keys
+            runner.keep_built(case, engine)
     for r in range(rounds):
         print(f"round {r + 1}/{rounds}", file=sys.stderr)
         for case in rows:
