@@ -663,3 +663,22 @@ def test_close_leaves_only_part_files(tmp_path: Path) -> None:
     assert sorted(os.listdir(db_dir)) == ["part-0.sqlite3", "part-1.sqlite3"]
     with pytest.raises(ValueError):
         open_store(db_dir, synchronous="OFF")
+
+
+def test_gc_after_a_single_epoch_run_keeps_every_row_then_collects_later_ones(
+    tmp_path: Path,
+) -> None:
+    # Every row up to the GC epoch is from one epoch (a run that fit in one epoch): GC
+    # skips its superseded pass there, and must still collect once a key is rewritten.
+    db_dir = tmp_path / "db"
+    st.init_db_dir(db_dir, 1)
+    with open_store(db_dir) as store:
+        store.start_execution(1)
+        store.commit_epoch(1, 0, [("s", "a", b"1"), ("s", "b", b"1")], gc_before=0)
+        store.commit_epoch(2, 0, [("s", "a", b"2"), ("s", "b", None)], gc_before=1)
+        assert [(r[1], r[2]) for r in rows_of(db_dir / "part-0.sqlite3")] == [
+            ("a", 1), ("a", 2), ("b", 1), ("b", 2),
+        ]
+        store.commit_epoch(3, 0, [], gc_before=2)
+        assert [(r[1], r[2]) for r in rows_of(db_dir / "part-0.sqlite3")] == [("a", 2)]
+        assert sorted(store.load(4)) == [("s", "a", b"2")]

@@ -104,6 +104,11 @@ DELETE FROM snapshots WHERE (step_id, state_key, epoch) IN (
 """
 # After the pass above, a tombstone in (done, g] has nothing older left: drop it too.
 _GC_TOMBSTONES_SQL = "DELETE FROM snapshots WHERE epoch > :done AND epoch <= :g AND blob IS NULL"
+# Lowest epoch of all, highest up to g: two index look-ups (one min/max per SELECT).
+_EPOCH_SPAN_SQL = (
+    "SELECT (SELECT min(epoch) FROM snapshots), (SELECT max(epoch) FROM snapshots"
+    " WHERE epoch <= :g)"
+)
 _LIVE_SQL = """
 SELECT s.step_id, count(*) FROM snapshots AS s
 WHERE s.epoch < :r AND s.blob IS NOT NULL AND NOT EXISTS (
@@ -537,7 +542,12 @@ class RecoveryStore:
         if g <= done:
             return None
         params = {"done": done, "g": g}
-        conn.execute(_GC_SUPERSEDED_SQL, params)
+        # A key has one row per epoch, so when every row up to g is from the same epoch
+        # none is superseded: skip the pass, which costs a B-tree seek per row in (done, g]
+        # (~0.6 s for 1M rows; the first commit after a run that fit in one epoch).
+        lowest, highest = conn.execute(_EPOCH_SPAN_SQL, params).fetchone()
+        if lowest != highest:
+            conn.execute(_GC_SUPERSEDED_SQL, params)
         conn.execute(_GC_TOMBSTONES_SQL, params)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'gc_horizon'", (g,))
         return g
