@@ -97,7 +97,8 @@ _OPTIONS = {
     "workers_per_process": _Option(
         ("-w", "--workers-per-process"), "WORKERS", _positive_int,
         "FASTFLOW_WORKERS_PER_PROCESS", "1",
-        "workers per process; only 1 is supported so far (default: 1)",
+        "workers in this process, run in turns in one thread; keyed state is spread "
+        "over them by key (default: 1)",
     ),
     "processes": _Option(
         ("-p", "--processes"), "PROCESSES", _positive_int, "FASTFLOW_PROCESSES", "1",
@@ -196,10 +197,10 @@ def _run(args: argparse.Namespace, prog: str) -> int:
     from fastflow.recovery import RecoveryConfig, RecoveryError
 
     _apply_env(args)
-    if args.workers_per_process != 1 or args.processes != 1:
+    if args.processes != 1:
         raise _BadInput(
-            f"-w {args.workers_per_process} -p {args.processes} asked for, but only one worker "
-            "in one process is supported so far; leave -w and -p out"
+            f"-p {args.processes} asked for, but only one process is supported so far; "
+            "leave -p out (use -w for several workers in this process)"
         )
     import fastflow.compat  # noqa: F401 - `bytewax` imports get fastflow if Bytewax is absent
 
@@ -217,7 +218,12 @@ def _run(args: argparse.Namespace, prog: str) -> int:
         else RecoveryConfig(args.recovery_directory, args.backup_interval)
     )
     try:
-        cli_main(flow, epoch_interval=args.snapshot_interval, recovery_config=recovery)
+        cli_main(
+            flow,
+            workers_per_process=args.workers_per_process,
+            epoch_interval=args.snapshot_interval,
+            recovery_config=recovery,
+        )
     except RecoveryError as ex:
         raise _BadInput(str(ex)) from None
     except Exception as ex:
@@ -261,7 +267,7 @@ def cli_main(
     epoch_interval: Optional[timedelta] = None,
     recovery_config: Optional[RecoveryConfig] = None,
 ) -> None:
-    """Run ``flow`` as the command line would (one worker in this process, for now)."""
+    """Run ``flow`` as the command line would (all workers in this process, for now)."""
     from fastflow.testing import cluster_main
 
     cluster_main(

@@ -305,14 +305,22 @@ def cluster_main(
 ) -> None:
     """Run ``flow`` as process ``proc_id`` of a cluster at ``addresses``.
 
-    Only a single worker is supported so far: one process (``addresses`` of
-    at most one entry) with one worker.
+    The process runs ``worker_count_per_proc`` workers, in this thread, round
+    by round. Only a one-process cluster is supported so far: ``addresses``
+    of at most one entry, ``proc_id`` 0.
     """
-    if len(addresses) > 1 or worker_count_per_proc != 1:
+    if len(addresses) > 1:
         raise NotImplementedError(
-            "fastflow runs one worker in one process for now; "
-            f"got {len(addresses)} addresses and {worker_count_per_proc} workers per process"
+            "fastflow runs all workers in one process for now; "
+            f"got {len(addresses)} addresses"
         )
     if proc_id != 0:
         raise ValueError(f"proc_id must be 0 in a one-process cluster; got {proc_id}")
-    run_main(flow, epoch_interval=epoch_interval, recovery_config=recovery_config)
+    from fastflow._engine.worker import run_flow
+
+    run_flow(
+        flow,
+        epoch_interval=epoch_interval,
+        recovery_config=recovery_config,
+        worker_count=worker_count_per_proc,
+    )

@@ -377,14 +377,9 @@ BAD_INPUT = [
         "add one with `fastflow.operators.input`",
     ),
     (
-        ["run", "-w", "2", "double.py"],
-        "-w 2 -p 1 asked for, but only one worker in one process is supported so far; "
-        "leave -w and -p out",
-    ),
-    (
-        ["run", "-p", "3", "double.py"],
-        "-w 1 -p 3 asked for, but only one worker in one process is supported so far; "
-        "leave -w and -p out",
+        ["run", "-w", "2", "-p", "3", "double.py"],
+        "-p 3 asked for, but only one process is supported so far; "
+        "leave -p out (use -w for several workers in this process)",
     ),
     (
         ["run", "-r", "nodir", "double.py"],

@@ -422,12 +422,22 @@ def test_cluster_main_with_one_process_runs_the_flow() -> None:
     assert out == [1, 2, 1, 2]
 
 
+def test_cluster_main_runs_several_workers_in_this_process() -> None:
+    out: List[Any] = []
+    flow = Dataflow("df")
+    s = op.input("inp", flow, TestingSource([("a", 1), ("b", 2), ("a", 3)]))
+    s = op.stateful_map("sum", s, lambda acc, v: ((acc or 0) + v, (acc or 0) + v))
+    op.output("out", s, TestingSink(out))
+    cluster_main(flow, [], 0, worker_count_per_proc=3)
+    assert sorted(out) == [("a", 1), ("a", 4), ("b", 2)]
+
+
 def test_cluster_main_rejects_what_it_cannot_run_yet() -> None:
     flow = Dataflow("df")
     op.output("out", op.input("inp", flow, TestingSource([1])), TestingSink([]))
     with pytest.raises(NotImplementedError):
         cluster_main(flow, ["localhost:2101", "localhost:2102"], 0)
-    with pytest.raises(NotImplementedError):
-        cluster_main(flow, [], 0, worker_count_per_proc=2)
+    with pytest.raises(ValueError, match="worker_count"):
+        cluster_main(flow, [], 0, worker_count_per_proc=0)
     with pytest.raises(ValueError, match="proc_id"):
         cluster_main(flow, ["localhost:2101"], 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from fastflow._cext.routing import check_keyed
 from fastflow._engine.nodes import Clock, End, Node, Push, Row, encode_state, user_error
@@ -147,11 +147,16 @@ class OutputNode(Node):
         if isinstance(sink, FixedPartitionedSink):
             keys = self._call("list_parts", sink.list_parts)
             self._keys: List[str] = keys
-            self.push = self._push_partitioned  # type: ignore[method-assign]
+            self._worker_count = count = clock.worker_count
+            # With several workers, the exchange into this step has already routed
+            # the items (split_by_owner): this worker gets its own partitions' values.
+            self.push = (  # type: ignore[method-assign]
+                self._push_partitioned if count == 1 else self._push_routed
+            )
             # A partition with a snapshot is built right away, so it can undo what it
             # wrote after that snapshot even if no new item is routed to it.
-            for key in keys:
-                if key in resume:
+            for index, key in enumerate(keys):
+                if key in resume and index % count == clock.worker_index:
                     self._part(key)
         elif isinstance(sink, DynamicSink):
             part = self._call("build", sink.build, step_id, clock.worker_index, clock.worker_count)
@@ -176,16 +181,41 @@ class OutputNode(Node):
         except Exception as ex:
             raise user_error(self.step_id, "write_batch", ex) from ex
 
-    def _push_partitioned(self, batch: List[Any]) -> None:
+    def _route(self, batch: List[Any]) -> Dict[int, List[Any]]:
+        """Group the values of ``(key, value)`` items by partition index (``part_fn``)."""
         check_keyed(batch, self.step_id)
-        sink: FixedPartitionedSink[Any, Any] = self._sink  # type: ignore[assignment]
-        keys = self._keys
-        routed: Dict[str, List[Any]] = {}
+        part_fn = self._sink.part_fn  # type: ignore[attr-defined]
+        count = len(self._keys)
+        routed: Dict[int, List[Any]] = {}
         for key, value in batch:
-            index = self._call("part_fn", sink.part_fn, key)
-            routed.setdefault(keys[index % len(keys)], []).append(value)
-        for part_key, values in routed.items():
-            self._call("write_batch", self._part(part_key).write_batch, values)
+            index = self._call("part_fn", part_fn, key) % count
+            routed.setdefault(index, []).append(value)
+        return routed
+
+    def _push_partitioned(self, batch: List[Any]) -> None:
+        self._write_parts(self._route(batch).items())
+
+    def split_by_owner(self, batch: List[Any]) -> List[List[Tuple[int, List[Any]]]]:
+        """Exchange split (several workers): ``(partition index, values)`` groups.
+
+        Each group goes to the worker owning that partition (``index % worker_count``).
+        """
+        count = self._worker_count
+        owned: List[List[Tuple[int, List[Any]]]] = [[] for _ in range(count)]
+        for index, values in self._route(batch).items():
+            owned[index % count].append((index, values))
+        return owned
+
+    def _push_routed(self, batch: List[Tuple[int, List[Any]]]) -> None:
+        merged: Dict[int, List[Any]] = {}
+        for index, values in batch:
+            merged.setdefault(index, []).extend(values)
+        self._write_parts(merged.items())
+
+    def _write_parts(self, routed: Iterable[Tuple[int, List[Any]]]) -> None:
+        keys = self._keys
+        for index, values in routed:
+            self._call("write_batch", self._part(keys[index]).write_batch, values)
 
     def _part(self, key: str) -> Any:
         """The partition ``key`` of a partitioned sink, built on first use."""

@@ -1,10 +1,14 @@
-"""The worker: runs a flattened plan in one loop, epoch by epoch.
+"""The workers: run a flattened plan in rounds, epoch by epoch.
 
-The loop polls every source partition that is awake, pushes what it returns
-through the fused chain of nodes, fires due notifications, and closes the
-epoch when its interval has passed. With recovery on, closing an epoch
-commits the state every step changed in it (and every source and sink
-partition's resume state) in one transaction per partition. When all inputs
+Each worker has its own nodes of the plan (:class:`Worker`). The workers of a
+process run together in this thread (:class:`Workers`), round by round: every
+worker polls its source partitions that are awake, then each node position of
+the plan takes its turn on every worker, so a batch routed to another worker
+(see ``exchange.py``) is handled in the same round. Due notifications of
+stateful steps fire, and the epoch closes for all workers at once when its
+interval has passed. With recovery on, closing an epoch commits, per worker,
+the state every step changed in it (and every source and sink partition's
+resume state) in one transaction per partition. When all inputs of all workers
 have ended, the last epoch is closed the same way and the run is over.
 """
 
@@ -13,9 +17,11 @@ from __future__ import annotations
 import math
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from fastflow._cext import codec
+from fastflow._cext.routing import split_by_worker, split_keys
+from fastflow._engine.exchange import Exchange, RoundRobin, Split, fan_out, local, nothing
 from fastflow._engine.io import InputNode, OutputNode
 from fastflow._engine.nodes import (
     BranchNode,
@@ -26,12 +32,14 @@ from fastflow._engine.nodes import (
     Node,
     PassNode,
     Push,
+    Row,
     StatefulNode,
 )
 from fastflow._engine.plan import CoreStep, flatten
 from fastflow._engine.store import RecoveryStore
 from fastflow.dataflow import Dataflow
 from fastflow.inputs import AbortExecution
+from fastflow.outputs import FixedPartitionedSink
 from fastflow.recovery import RecoveryConfig
 
 DEFAULT_EPOCH_INTERVAL = timedelta(seconds=10)
@@ -41,105 +49,161 @@ _SMALLEST_EPOCH = timedelta(microseconds=1)
 # without saying when to come back: long enough not to spin a core.
 _IDLE_POLL_SECONDS = 0.001
 
-
-def _nothing(_batch: Optional[List[Any]] = None) -> None:
-    pass
-
-
-def _fan_out(targets: List[Tuple[Node, int]]) -> Tuple[Push, End]:
-    """One stream's emit (into each consumer's inbox for it) and end."""
-    if not targets:
-        return _nothing, _nothing
-    inboxes = [node.inboxes[port] for node, port in targets]
-    ends = [node.upstream_ended for node, _port in targets]
-    if len(targets) == 1:
-        return inboxes[0].append, ends[0]
-
-    def emit(batch: List[Any]) -> None:
-        for inbox in inboxes:
-            inbox.append(batch)
-
-    def end() -> None:
-        for ended in ends:
-            ended()
-
-    return emit, end
-
-
-Snapshotter = Union[InputNode, OutputNode, StatefulNode]
-Commit = Callable[[int, List[Any]], None]
+Commit = Callable[[int, int, List[Row]], None]  # (epoch, worker index, rows)
+Resume = Dict[str, Dict[str, bytes]]  # step id -> state key -> snapshot
+Edge = Callable[[int], Tuple[Push, End]]  # worker index -> emit and end into a consumer
 
 
 class Worker:
-    """Builds the nodes of a plan and runs them until every input has ended."""
+    """One worker's nodes of the plan: worker ``clock.worker_index`` of ``clock.worker_count``."""
 
-    def __init__(
-        self,
-        plan: List[CoreStep],
-        clock: Clock,
-        epoch_interval: timedelta,
-        resume: Dict[str, Dict[str, bytes]],
-        recording: bool,
-    ) -> None:
+    def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self._interval = epoch_interval.total_seconds()
         self.inputs: List[InputNode] = []
         self.outputs: List[OutputNode] = []
         self.stateful: List[StatefulNode] = []
         self.nodes: List[Node] = []
-        consumers: Dict[str, List[Tuple[Node, int]]] = {}
-        # Build downstream first, so every node is handed its consumers' inboxes.
-        for step in reversed(plan):
-            ports = {
-                port: _fan_out(consumers.get(stream, [])) for port, stream in step.downs.items()
-            }
-            node = self._build(step, ports, resume.get(step.step_id, {}), recording)
-            if node is not None:
-                self.nodes.append(node)
-                for port, stream_id in enumerate(step.ups):
-                    consumers.setdefault(stream_id, []).insert(0, (node, port))
-        for nodes in (self.nodes, self.inputs, self.outputs, self.stateful):
-            nodes.reverse()  # back into plan order
-        self._snapshotters: List[Snapshotter] = [*self.inputs, *self.stateful, *self.outputs]
 
-    def _build(
-        self,
-        step: CoreStep,
-        ports: Dict[str, Tuple[Push, End]],
-        resume: Dict[str, bytes],
+    def build(
+        self, step: CoreStep, ports: Dict[str, Tuple[Push, End]], resume: Dict[str, Any],
         recording: bool,
     ) -> Optional[Node]:
+        """Add the node of ``step`` (``None`` for an input: it is polled, not run)."""
         kind, args, step_id = step.kind, step.args, step.step_id
-        down, end = ports.get("down", (_nothing, _nothing))
+        down, end = ports.get("down", (nothing, nothing))
         if kind == "input":
-            decoded = {key: codec.decode(blob) for key, blob in resume.items()}
-            self.inputs.append(InputNode(step_id, args["source"], self.clock, decoded, down, end))
+            self.inputs.append(InputNode(step_id, args["source"], self.clock, resume, down, end))
             return None
+        node: Node
         if kind == "output":
-            decoded = {key: codec.decode(blob) for key, blob in resume.items()}
-            node: Node = OutputNode(step_id, args["sink"], self.clock, decoded, _nothing)
+            node = OutputNode(step_id, args["sink"], self.clock, resume, nothing)
             self.outputs.append(node)  # type: ignore[arg-type]
-            return node
-        if kind == "flat_map_batch":
-            return FlatMapBatchNode(step_id, args["mapper"], down, end)
-        if kind == "branch":
+        elif kind == "flat_map_batch":
+            node = FlatMapBatchNode(step_id, args["mapper"], down, end)
+        elif kind == "branch":
             (trues, end_t), (falses, end_f) = ports["trues"], ports["falses"]
 
             def end_both() -> None:
                 end_t()
                 end_f()
 
-            return BranchNode(step_id, args["predicate"], (trues, falses), end_both)
-        if kind in ("merge", "redistribute"):
-            return PassNode(step_id, len(step.ups), down, end)
-        if kind == "inspect_debug":
-            return InspectDebugNode(step_id, args["inspector"], self.clock, down, end)
-        if kind == "stateful_batch":
-            stateful = StatefulNode(step_id, args["builder"], down, end, recording)
-            stateful.restore(resume)
-            self.stateful.append(stateful)
-            return stateful
-        raise AssertionError(f"unknown core step kind {kind!r}")
+            node = BranchNode(step_id, args["predicate"], (trues, falses), end_both)
+        elif kind in ("merge", "redistribute"):
+            node = PassNode(step_id, len(step.ups), down, end)
+        elif kind == "inspect_debug":
+            node = InspectDebugNode(step_id, args["inspector"], self.clock, down, end)
+        elif kind == "stateful_batch":
+            node = StatefulNode(step_id, args["builder"], down, end, recording)
+            node.restore(resume)
+            self.stateful.append(node)
+        else:
+            raise AssertionError(f"unknown core step kind {kind!r}")
+        self.nodes.append(node)
+        return node
+
+    def snapshot_rows(self) -> List[Row]:
+        """What this worker commits at the end of an epoch."""
+        rows: List[Row] = []
+        for node in (*self.inputs, *self.stateful, *self.outputs):
+            rows.extend(node.snapshot_rows())
+        return rows
+
+
+def _split(step: CoreStep, nodes: Sequence[Node]) -> Optional[Split]:
+    """How batches into ``step`` are shared out among its workers (``None``: kept local)."""
+    count, step_id = len(nodes), step.step_id
+    if count == 1:
+        return None
+    if step.kind == "stateful_batch":
+        return lambda batch: split_by_worker(batch, count, step_id)
+    if step.kind == "redistribute":
+        return RoundRobin(count)
+    if step.kind == "output" and isinstance(step.args["sink"], FixedPartitionedSink):
+        return nodes[0].split_by_owner  # type: ignore[attr-defined, no-any-return]
+    return None
+
+
+def _edge(step: CoreStep, nodes: Sequence[Node], port: int) -> Edge:
+    """The input ``port`` of ``step``, as each worker's producers see it."""
+    split = _split(step, nodes)
+    if split is None:
+        return lambda worker: local(nodes[worker], port)
+    exchange = Exchange(nodes, port, split)
+    return lambda _worker: (exchange.emit, exchange.end)
+
+
+def _share(step: CoreStep, resume: Resume, count: int) -> List[Dict[str, Any]]:
+    """Each worker's part of ``step``'s resume state.
+
+    Keyed state goes to the worker owning the key (whatever the worker count
+    was when it was written); sources and sinks pick their own partitions.
+    """
+    blobs = resume.get(step.step_id, {})
+    if step.kind == "stateful_batch":
+        if count == 1 or not blobs:
+            return [blobs] * count
+        shares: List[Dict[str, bytes]] = [{} for _ in range(count)]
+        keys = list(blobs)
+        for key, owner in zip(keys, split_keys(keys, count), strict=True):
+            shares[owner][key] = blobs[key]
+        return shares  # type: ignore[return-value]
+    return [{key: codec.decode(blob) for key, blob in blobs.items()}] * count
+
+
+def _build(
+    plan: List[CoreStep], workers: List[Worker], resume: Resume, recording: bool
+) -> None:
+    """Build every worker's nodes, from the last step back to the first.
+
+    So every producer is handed its consumers' inboxes (on its own worker, or
+    an exchange into every worker's).
+    """
+    consumers: Dict[str, List[Edge]] = {}
+    for step in reversed(plan):
+        shares = _share(step, resume, len(workers))
+        built = []
+        for index, worker in enumerate(workers):
+            ports = {
+                port: fan_out([edge(index) for edge in consumers.get(stream, [])])
+                for port, stream in step.downs.items()
+            }
+            built.append(worker.build(step, ports, shares[index], recording))
+        nodes = [node for node in built if node is not None]
+        if nodes:
+            for port, stream_id in enumerate(step.ups):
+                consumers.setdefault(stream_id, []).insert(0, _edge(step, nodes, port))
+    for worker in workers:
+        for nodes in (worker.nodes, worker.inputs, worker.outputs, worker.stateful):
+            nodes.reverse()  # back into plan order
+
+
+def _by_position(lists: Sequence[List[Any]]) -> List[Any]:
+    """Interleave the workers' nodes: each plan position on worker 0, 1, ..."""
+    return [node for group in zip(*lists, strict=True) for node in group]
+
+
+class Workers:
+    """The workers of this process, run round by round in this thread.
+
+    The run ends when every input of every worker has ended.
+    """
+
+    def __init__(
+        self,
+        plan: List[CoreStep],
+        worker_count: int,
+        epoch: int,
+        epoch_interval: timedelta,
+        resume: Resume,
+        recording: bool,
+    ) -> None:
+        self._interval = epoch_interval.total_seconds()
+        self.workers = [Worker(Clock(epoch, i, worker_count)) for i in range(worker_count)]
+        _build(plan, self.workers, resume, recording)
+        self.inputs: List[InputNode] = _by_position([w.inputs for w in self.workers])
+        self.outputs: List[OutputNode] = _by_position([w.outputs for w in self.workers])
+        self.stateful: List[StatefulNode] = _by_position([w.stateful for w in self.workers])
+        self.nodes: List[Node] = _by_position([w.nodes for w in self.workers])
 
     def run(self, commit: Optional[Commit]) -> None:
         """Run until all inputs end (or one aborts); ``commit`` stores each closed epoch."""
@@ -180,12 +244,12 @@ class Worker:
                 node.notify(now)
 
     def _close_epoch(self, commit: Optional[Commit]) -> None:
-        if commit is not None:
-            rows: List[Any] = []
-            for node in self._snapshotters:
-                rows.extend(node.snapshot_rows())
-            commit(self.clock.epoch, rows)
-        self.clock.epoch += 1
+        """Close the epoch on every worker together (the aligned barrier is the round's end)."""
+        for worker in self.workers:
+            clock = worker.clock
+            if commit is not None:
+                commit(clock.epoch, clock.worker_index, worker.snapshot_rows())
+            clock.epoch += 1
 
     def _sleep(self, live: List[InputNode], timed: List[StatefulNode], deadline: float) -> None:
         """Wait for the first thing that can happen: a poll, a notification or the epoch end."""
@@ -205,26 +269,29 @@ def run_flow(
     *,
     epoch_interval: Optional[timedelta] = None,
     recovery_config: Optional[RecoveryConfig] = None,
+    worker_count: int = 1,
 ) -> None:
-    """Run ``flow`` with one worker in this thread (the engine behind ``run_main``)."""
+    """Run ``flow`` with ``worker_count`` workers in this thread (behind ``run_main``)."""
     interval = DEFAULT_EPOCH_INTERVAL if epoch_interval is None else epoch_interval
     if interval < timedelta(0):
         raise ValueError(f"epoch_interval must not be negative; got {interval}")
+    if isinstance(worker_count, bool) or not isinstance(worker_count, int) or worker_count < 1:
+        raise ValueError(f"worker_count must be a whole number >= 1; got {worker_count!r}")
     plan = flatten(flow)
     if recovery_config is None:
-        Worker(plan, Clock(1, 0, 1), interval, {}, recording=False).run(None)
+        Workers(plan, worker_count, 1, interval, {}, recording=False).run(None)
         return
     backup = recovery_config.backup_interval or timedelta(0)
     # With a zero interval every round is an epoch; count the window in 1 µs epochs.
     backup_epochs = math.ceil(backup / max(interval, _SMALLEST_EPOCH))
     with RecoveryStore.open(recovery_config.db_dir) as store:
-        start = store.start_execution(worker_count=1)
-        resume: Dict[str, Dict[str, bytes]] = {}
+        start = store.start_execution(worker_count=worker_count)
+        resume: Resume = {}
         for step_id, blobs in store.load_by_step(start.epoch):
             resume.setdefault(step_id, {}).update(blobs)
-        worker = Worker(plan, Clock(start.epoch, 0, 1), interval, resume, recording=True)
+        workers = Workers(plan, worker_count, start.epoch, interval, resume, recording=True)
 
-        def commit(epoch: int, rows: List[Any]) -> None:
-            store.commit_epoch(epoch, 0, rows, gc_before=epoch - 1 - backup_epochs)
+        def commit(epoch: int, worker_index: int, rows: List[Row]) -> None:
+            store.commit_epoch(epoch, worker_index, rows, gc_before=epoch - 1 - backup_epochs)
 
-        worker.run(commit)
+        workers.run(commit)

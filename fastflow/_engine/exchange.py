@@ -1,0 +1,97 @@
+"""Wiring between nodes: a stream's emit and end, within a worker or across workers.
+
+With one worker, a stream's emit is its consumers' ``inbox.append`` (see
+:func:`fan_out`). With several workers in a process, some edges *exchange*:
+the batch a producer on any worker emits is split, and each part goes into the
+inbox of the consumer on the worker that must handle it (:class:`Exchange`).
+Keyed steps split by key owner (``stable_hash(key) % N``), ``redistribute``
+spreads items over all workers, a partitioned sink sends items to the worker
+owning their partition. Workers run in the same thread, so an exchange is a
+list append, like any other edge.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+from fastflow._engine.nodes import End, Node, Push
+
+Split = Callable[[List[Any]], List[List[Any]]]
+
+
+def nothing(_batch: Optional[List[Any]] = None) -> None:
+    """Emit or end a stream nobody reads."""
+
+
+def local(node: Node, port: int) -> Tuple[Push, End]:
+    """Emit into and end ``node``'s input ``port`` on the same worker."""
+    return node.inboxes[port].append, node.upstream_ended
+
+
+def fan_out(outs: Sequence[Tuple[Push, End]]) -> Tuple[Push, End]:
+    """One stream's emit and end, given each consumer's (one call when there is one)."""
+    if not outs:
+        return nothing, nothing
+    if len(outs) == 1:
+        return outs[0]
+    emits = [emit for emit, _end in outs]
+    ends = [end for _emit, end in outs]
+
+    def emit(batch: List[Any]) -> None:
+        for each in emits:
+            each(batch)
+
+    def end() -> None:
+        for each in ends:
+            each()
+
+    return emit, end
+
+
+class Exchange:
+    """An edge into one step on every worker: ``split`` says which worker gets what.
+
+    Every worker's producer emits into :meth:`emit` and calls :meth:`end` once;
+    the consumers' upstream ends when all producers ended.
+    """
+
+    def __init__(self, consumers: Sequence[Node], port: int, split: Split) -> None:
+        self._inboxes = [node.inboxes[port] for node in consumers]
+        self._ends = [node.upstream_ended for node in consumers]
+        self._open = len(consumers)
+        self._split = split
+
+    def emit(self, batch: List[Any]) -> None:
+        """Split ``batch`` and queue each part at its worker."""
+        for inbox, part in zip(self._inboxes, self._split(batch), strict=True):
+            if part:
+                inbox.append(part)
+
+    def end(self) -> None:
+        """One worker's producer ended; the last one ends every consumer's upstream."""
+        self._open -= 1
+        if self._open == 0:
+            for ended in self._ends:
+                ended()
+
+
+class RoundRobin:
+    """Split for ``redistribute``: a batch in contiguous chunks, one per worker.
+
+    Each batch starts at the worker after the last one the previous batch
+    reached, so that a stream of small batches spreads evenly too.
+    """
+
+    def __init__(self, worker_count: int) -> None:
+        self._count = worker_count
+        self._next = 0
+
+    def __call__(self, batch: List[Any]) -> List[List[Any]]:
+        count = self._count
+        parts: List[List[Any]] = [[] for _ in range(count)]
+        size = -(-len(batch) // count) or 1
+        chunks = 0
+        for chunks, start in enumerate(range(0, len(batch), size), 1):
+            parts[(self._next + chunks - 1) % count] = batch[start : start + size]
+        self._next = (self._next + chunks) % count
+        return parts
