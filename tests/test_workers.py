@@ -1,7 +1,9 @@
 """Several workers in one process: same results as one worker, keys owned by one worker,
 recovery across worker counts, and ``fastflow run -w``."""
 
+import os
 import subprocess
+import sys
 import textwrap
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -433,19 +435,33 @@ op.output("out", s, StdOutSink())
 """
 
 
-def test_fastflow_run_with_two_workers(tmp_path, fastflow_command: List[str]) -> None:
+@pytest.mark.parametrize(
+    "how, workers",
+    [("fastflow run -w", 2), ("python -m fastflow.run -w", 3), ("FASTFLOW_WORKERS_PER_PROCESS", 2)],
+)
+def test_the_command_line_runs_several_workers(
+    tmp_path, fastflow_command: List[str], how: str, workers: int
+) -> None:
     (tmp_path / "words.py").write_text(textwrap.dedent(WORDS))
+    env = dict(os.environ)
+    if how == "fastflow run -w":
+        args = [*fastflow_command, "run", "-w", str(workers), "words.py"]
+    elif how == "python -m fastflow.run -w":
+        args = [sys.executable, "-m", "fastflow.run", "-w", str(workers), "words.py"]
+    else:
+        args = [*fastflow_command, "run", "words.py"]
+        env[how] = str(workers)
     proc = subprocess.run(
-        [*fastflow_command, "run", "-w", "2", "words.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
     assert (proc.returncode, proc.stderr) == (0, "")
     counts = Counter("the cat and the dog and the bird saw a cat".split())
     expected = [f"('{w}', {n})" for w, n in counts.items()]
     expected += [
-        f"words.seen W{stable_hash(w) % 2} @1: ('{w}', {n})" for w, n in counts.items()
+        f"words.seen W{stable_hash(w) % workers} @1: ('{w}', {n})" for w, n in counts.items()
     ]
     assert sorted(proc.stdout.splitlines()) == sorted(expected)
+    assert {f"W{stable_hash(w) % workers}" for w in counts} == {f"W{i}" for i in range(workers)}
 
 
 def test_fastflow_run_still_refuses_several_processes(tmp_path, fastflow_command) -> None:
