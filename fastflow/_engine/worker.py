@@ -173,8 +173,8 @@ def _build(
             for port, stream_id in enumerate(step.ups):
                 consumers.setdefault(stream_id, []).insert(0, _edge(step, nodes, port))
     for worker in workers:
-        for nodes in (worker.nodes, worker.inputs, worker.outputs, worker.stateful):
-            nodes.reverse()  # back into plan order
+        for built_backwards in (worker.nodes, worker.inputs, worker.outputs, worker.stateful):
+            built_backwards.reverse()  # back into plan order
 
 
 def _by_position(lists: Sequence[List[Any]]) -> List[Any]:
