@@ -10,9 +10,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Iterable, List, Optional
 
 import pytest
-from fastflow._cext.routing import RoutingError
 
 import fastflow.operators as op
+from fastflow._cext.routing import RoutingError
 from fastflow.connectors.stdio import StdInSource, StdOutSink
 from fastflow.dataflow import Dataflow
 from fastflow.errors import FastflowRuntimeError

@@ -11,6 +11,10 @@ from datetime import timedelta
 from typing import Any, Callable, List
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastflow.operators as op
 from fastflow._cext.routing import (
     RoutingError,
     check_keyed,
@@ -18,10 +22,6 @@ from fastflow._cext.routing import (
     split_keys,
     stable_hash,
 )
-from hypothesis import given
-from hypothesis import strategies as st
-
-import fastflow.operators as op
 from fastflow.dataflow import Dataflow, Stream
 from fastflow.errors import FastflowRuntimeError
 from fastflow.testing import TestingSink, TestingSource, run_main
