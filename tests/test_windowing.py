@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Sequence
 
 import orjson
 import pytest
-from windowing_scenarios import FIXED_NOW, SCENARIOS, T0, Engine, at, by_key
+from windowing_scenarios import FIXED_NOW, SCENARIOS, T0, Engine, at, by_key, recorder_logic
 
 import fastflow.operators as op
 from fastflow._cext import codec
@@ -298,23 +298,7 @@ def test_window_calls_each_windows_logic(ordered: bool, down: Any, meta_: Any) -
     assert got == {"down": down, "late": [("a", (-1, 2))], "meta": meta_}
 
 
-class Recorder(win.WindowLogic):
-    def __init__(self, resume: Any) -> None:
-        self.seen = list(resume or [])
-
-    def on_value(self, value: Any) -> Any:
-        self.seen.append(value)
-        return [("value", value)]
-
-    def on_merge(self, original: Any) -> Any:
-        self.seen += original.seen
-        return [("merge", list(original.seen))]
-
-    def on_close(self) -> Any:
-        return [("close", self.seen)]
-
-    def snapshot(self) -> Any:
-        return list(self.seen)
+Recorder = recorder_logic(E)
 
 
 # The operators built on ``window``.

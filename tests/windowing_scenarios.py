@@ -283,7 +283,8 @@ def collect_into(e: Engine) -> Any:
     }
 
 
-def _recorder(e: Engine) -> Any:
+def recorder_logic(e: Engine) -> Any:
+    """A WindowLogic of engine ``e`` that emits every call it gets (shared by the tests)."""
     class Recorder(e.win.WindowLogic):  # type: ignore[name-defined,misc]
         def __init__(self, resume: Any) -> None:
             self.seen = list(resume or [])
@@ -308,7 +309,7 @@ def _recorder(e: Engine) -> Any:
 @scenario
 def window_logic_calls(e: Engine) -> Any:
     items = _keyed("a", 10, "a", 20, "a", 2, "a", 15, "b", 4, "a", 30, "a", 26, "a", 22, "a", 60)
-    recorder = _recorder(e)
+    recorder = recorder_logic(e)
     return {
         (name, ordered): e.run([items], lambda s, w=windower, o=ordered: e.win.window(
             "w", s, e.clock(10), w, recorder, ordered=o))
