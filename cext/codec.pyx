@@ -22,7 +22,7 @@ Fast paths:
 
 from cpython cimport datetime as cdatetime
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.dict cimport PyDict_Copy, PyDict_Next
+from cpython.dict cimport PyDict_Copy, PyDict_GetItem, PyDict_Next
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.list cimport PyList_GET_SIZE, PyList_GetSlice
 from cpython.long cimport PyLong_AsLongLongAndOverflow
@@ -43,7 +43,14 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-__all__ = ["FORMAT_VERSION", "UnencodableError", "decode", "encode"]
+__all__ = [
+    "FORMAT_VERSION",
+    "UnencodableError",
+    "decode",
+    "decode_changes",
+    "encode",
+    "encode_changes",
+]
 
 FORMAT_VERSION = 1
 
@@ -91,6 +98,7 @@ class UnencodableError(TypeError):
         self.type_name = type_name
         self.detail = detail
         self.container = container
+        self.key = None  # the state key, when raised by encode_changes
 
     def __reduce__(self):
         return (type(self), (self.type_name, self.detail, self.container))
@@ -478,6 +486,91 @@ cdef inline bytes _compact(bytes data):
     encoding ~6x slower than copying each into an exact-size object.
     """
     return PyBytes_FromStringAndSize(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+
+
+# --------------------------------------------------------------------------
+# change sets
+# --------------------------------------------------------------------------
+
+cdef object _enc_state(object key, object obj, bint strict):
+    """A state value's JSON-ready form inside a change set (two containers deep)."""
+    try:
+        try:
+            return _enc(obj, 2, strict)
+        except _TooDeep:
+            return _enc_pickle(obj)
+    except UnencodableError as ex:
+        ex.key = key
+        raise
+
+
+cdef tuple _dump_changes(dict values, list keys, dict sets, list dels):
+    """``(key count, blob)`` of one change set; retags lone surrogates if orjson refuses."""
+    try:
+        blob = _dumps({"set": sets, "del": dels})
+    except _JSONEncodeError:
+        sets = {key: _enc_state(key, values[key], True) for key in sets}
+        try:
+            blob = _dumps({"set": sets, "del": dels})
+        except _JSONEncodeError:
+            bad = next(k for k in keys if not _utf8_ok(k))
+            ex = UnencodableError("str", "a state key must be valid UTF-8 (no lone surrogates)")
+            ex.key = bad
+            raise ex
+    return (len(sets) + len(dels), _compact(blob))
+
+
+def encode_changes(dict values not None, dict changed not None, Py_ssize_t chunk_keys):
+    """Encode one epoch's changes of a step as change-set blobs (docs/snapshot-format.md).
+
+    ``changed`` maps every key changed since the last commit to whether it had
+    state at that commit. A changed key with an entry in ``values`` is written
+    with that state; one without was discarded: it is written as a deletion if
+    it had state, and not at all if it was created and discarded since (it
+    never reached the store). Returns ``[(key_count, blob), ...]``, each blob
+    holding at most ``chunk_keys`` keys. An unencodable state raises
+    ``UnencodableError`` with its ``key`` set.
+    """
+    cdef list out = []
+    cdef dict sets = {}
+    cdef list dels = []
+    cdef list keys = []
+    cdef Py_ssize_t pos = 0, size = 0
+    cdef PyObject* k
+    cdef PyObject* had
+    cdef PyObject* found
+    if chunk_keys < 1:
+        raise ValueError(f"chunk_keys must be >= 1, got {chunk_keys}")
+    while PyDict_Next(changed, &pos, &k, &had):
+        key = <object>k
+        found = PyDict_GetItem(values, key)
+        if found is not NULL:
+            sets[key] = _enc_state(key, <object>found, False)
+        elif <object>had:
+            dels.append(key)
+        else:
+            continue
+        keys.append(key)
+        size += 1
+        if size == chunk_keys:
+            out.append(_dump_changes(values, keys, sets, dels))
+            sets, dels, keys, size = {}, [], [], 0
+    if size:
+        out.append(_dump_changes(values, keys, sets, dels))
+    return out
+
+
+def decode_changes(data):
+    """Decode a change-set blob into ``(states by key, deleted keys)``."""
+    cdef bint tagged = _has_tag_mark(data) if type(data) is bytes else True
+    obj = _loads(data)
+    if type(obj) is not dict or type(obj.get("set")) is not dict or type(obj.get("del")) is not list:
+        raise ValueError("not a change set: expected an object with a 'set' object and a 'del' list")
+    cdef dict sets = obj["set"]
+    if tagged:
+        for key in list(sets):
+            sets[key] = _dec(sets[key])
+    return sets, obj["del"]
 
 
 # --------------------------------------------------------------------------

@@ -105,3 +105,15 @@ def split_keys(list keys not None, Py_ssize_t count):
     cdef Py_ssize_t i
     cdef uint64_t n = <uint64_t>count
     return [_hash_str(<str>PyList_GET_ITEM(keys, i)) % n for i in range(PyList_GET_SIZE(keys))]
+
+
+def split_dict(dict entries not None, Py_ssize_t count):
+    """Split a dict keyed by ``str`` into ``count`` dicts by ``stable_hash(key) % count``.
+
+    Keys keep their order within each part.
+    """
+    cdef list parts = [{} for _ in range(count)]
+    cdef uint64_t n = <uint64_t>count
+    for key, value in entries.items():
+        (<dict>parts[_hash_str(<str>key) % n])[key] = value
+    return parts

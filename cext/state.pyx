@@ -2,11 +2,13 @@
 """The inner loops of keyed stateful steps.
 
 ``states`` maps each key to its state; a key with no entry has no state.
-``dirty`` (a set, or ``None`` when nothing is snapshotted) collects the keys
-whose state changed, so an epoch's snapshot writes only those.
+``dirty`` (a dict, or ``None`` when nothing is snapshotted) collects the keys
+whose state changed, so an epoch's snapshot writes only those. It maps each
+key to whether the key had state when it was first changed (at the last
+snapshot): a key created and discarded between two snapshots writes nothing.
 """
 
-from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.dict cimport PyDict_GetItem, PyDict_SetDefault, PyDict_SetItem
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.ref cimport PyObject
 
@@ -48,7 +50,7 @@ cdef inline object _pair_result(object res, str step_id):
 
 
 cdef inline tuple _map_one(
-    dict states, set dirty, object item, object mapper, object builder, str step_id
+    dict states, dict dirty, object item, object mapper, object builder, str step_id
 ):
     """Update one key's state with one value; return ``(key, what the mapper emitted)``."""
     key = _key_of(item, step_id)
@@ -67,13 +69,13 @@ cdef inline tuple _map_one(
     else:
         PyDict_SetItem(states, key, state)
     if dirty is not None:
-        dirty.add(key)
+        PyDict_SetDefault(dirty, key, found is not NULL)
     return (key, <object>PyTuple_GET_ITEM(res, 1))
 
 
 def map_states(
     dict states not None,
-    set dirty,
+    dict dirty,
     list batch not None,
     object mapper,
     object builder,
@@ -101,7 +103,7 @@ def map_states(
 
 def flat_map_states(
     dict states not None,
-    set dirty,
+    dict dirty,
     list batch not None,
     object mapper,
     object builder,
@@ -128,7 +130,7 @@ def flat_map_states(
 
 def fold_states(
     dict states not None,
-    set dirty,
+    dict dirty,
     list batch not None,
     object folder,
     object builder,
@@ -153,7 +155,7 @@ def fold_states(
             state = folder(_build(builder), _value_of(item))
         PyDict_SetItem(states, key, state)
         if dirty is not None:
-            dirty.add(key)
+            PyDict_SetDefault(dirty, key, found is not NULL)
 
 
 def group_by_key(list batch not None, str step_id not None):

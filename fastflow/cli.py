@@ -65,11 +65,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _recovery_status(args: argparse.Namespace) -> int:
-    from fastflow._engine.status import format_status
-    from fastflow._engine.store import RecoveryError, RecoveryStore
+    from fastflow._engine.partitions import RecoveryError
+    from fastflow._engine.status import format_status, read_status
 
     try:
-        status = RecoveryStore.inspect(args.db_dir)
+        status = read_status(args.db_dir)
     except RecoveryError as ex:
         print(f"{PROG} recovery status: error: {ex}", file=sys.stderr)
         return EXIT_BAD_INPUT

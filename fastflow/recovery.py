@@ -17,19 +17,23 @@ from datetime import timedelta
 from pathlib import Path
 from typing import List, Optional, Union
 
-from fastflow._engine.store import (
+from fastflow._engine.partitions import (
     CorruptPartitionError,
+    FormatVersionError,
     InconsistentPartitionsError,
     MissingPartitionsError,
     NoPartitionsError,
     PartitionsExistError,
     RecoveryError,
     StoreLockedError,
+    StoreNotWritableError,
+    StoreWriteError,
 )
-from fastflow._engine.store import init_db_dir as _init_db_dir
+from fastflow._engine.partitions import init_db_dir as _init_db_dir
 
 __all__ = [
     "CorruptPartitionError",
+    "FormatVersionError",
     "InconsistentPartitionsError",
     "MissingPartitionsError",
     "NoPartitionsError",
@@ -37,6 +41,8 @@ __all__ = [
     "RecoveryConfig",
     "RecoveryError",
     "StoreLockedError",
+    "StoreNotWritableError",
+    "StoreWriteError",
     "init_db_dir",
 ]
 

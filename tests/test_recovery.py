@@ -1,15 +1,15 @@
 """Recovery through `run_main`: resume, exactly-once state, GC, and every error."""
 
 import shutil
-import sqlite3
 from datetime import timedelta
 
 import pytest
+from _stores import change_set_count, change_sets, stored_state
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastflow.operators as op
-from fastflow._cext import codec
+from fastflow._engine.snapshot import load_resume
 from fastflow._engine.store import RecoveryStore
 from fastflow.dataflow import Dataflow
 from fastflow.errors import FastflowRuntimeError
@@ -27,22 +27,6 @@ from fastflow.recovery import (
 from fastflow.testing import TestingSink, TestingSource, run_main
 
 TINY_EPOCH = timedelta(microseconds=1)
-
-
-def stored_state(db_dir, step_id):
-    with RecoveryStore.open(db_dir) as store:
-        epoch = store.status().resume_epoch
-        return {
-            key: codec.decode(blob) for step, key, blob in store.load(epoch) if step == step_id
-        }
-
-
-def snapshot_rows(db_dir):
-    total = 0
-    for part in db_dir.glob("part-*.sqlite3"):
-        with sqlite3.connect(part) as conn:
-            total += conn.execute("SELECT count(*) FROM snapshots").fetchone()[0]
-    return total
 
 
 def sum_flow(items, out):
@@ -118,15 +102,21 @@ def test_discarded_key_is_a_tombstone_and_starts_over(tmp_path):
         return flow
 
     out = []
+    # Created and discarded within one epoch: the key never reaches the store.
     run_main(flow_of([("a", 1), ("a", 0)], out), recovery_config=config)
     assert stored_state(tmp_path, "disc.m.stateful_batch") == {}
-    with sqlite3.connect(tmp_path / "part-0.sqlite3") as conn:
-        blobs = conn.execute(
-            "SELECT blob FROM snapshots WHERE step_id = 'disc.m.stateful_batch'"
-        ).fetchall()
-    assert blobs == [(None,)]
+    assert change_sets(tmp_path / "part-0.sqlite3", "disc.m.stateful_batch") == []
     run_main(flow_of([("a", 5)], out), recovery_config=config)
     assert out == [("a", None), ("a", 1), ("a", None)]
+    # Committed in one run (epoch 2, then compacted into a base as the next run starts),
+    # discarded in the next (epoch 3): a deletion in a delta.
+    run_main(flow_of([("a", 0)], out), recovery_config=config)
+    assert out[-1] == ("a", 5)
+    assert stored_state(tmp_path, "disc.m.stateful_batch") == {}
+    assert change_sets(tmp_path / "part-0.sqlite3", "disc.m.stateful_batch") == [
+        (2, "base", 1, {"set": {"a": 5}, "del": []}),
+        (3, "delta", 1, {"set": {}, "del": ["a"]}),
+    ]
 
 
 class CountLogic(op.StatefulLogic):
@@ -192,24 +182,26 @@ def test_stateful_sink_partitions_resume_their_state(tmp_path):
     assert [w for w in written if w[2] in (1, 3)] == [(a_part, 1, 1), (a_part, 2, 3)]
 
 
-def test_backup_window_keeps_superseded_snapshots_then_collects_them(tmp_path):
-    init_db_dir(tmp_path, 1)
-    # Ten batches, each in its own epoch, change one key; the window is 5 epochs.
-    flow = sum_flow([("k", 1)] * 30, [])
-    config = RecoveryConfig(tmp_path, backup_interval=5 * TINY_EPOCH)
-    run_main(flow, epoch_interval=TINY_EPOCH, recovery_config=config)
-    with sqlite3.connect(tmp_path / "part-0.sqlite3") as conn:
-        epochs = [
-            e for (e,) in conn.execute(
-                "SELECT epoch FROM snapshots WHERE step_id = 'sums.sum.stateful_batch' "
-                "ORDER BY epoch"
-            )
-        ]
-    # The newest snapshot plus the ones still inside the backup window remain.
-    assert 5 <= len(epochs) <= 7
-    assert epochs[0] > 1
-    assert epochs == sorted(set(epochs))
-    assert stored_state(tmp_path, "sums.sum.stateful_batch") == {"k": 30}
+def test_backup_window_keeps_every_epoch_in_it_restorable_then_collects(tmp_path):
+    # Forty batches, each in its own epoch, add 3 to one key; the window is 5 epochs.
+    # The same run on a store that keeps everything tells what each epoch's state was.
+    collected, kept = tmp_path / "collected", tmp_path / "kept"
+    for db, window in ((collected, 5 * TINY_EPOCH), (kept, timedelta(days=1))):
+        init_db_dir(db, 1)
+        config = RecoveryConfig(db, backup_interval=window)
+        run_main(sum_flow([("k", 1)] * 120, []), epoch_interval=TINY_EPOCH, recovery_config=config)
+    with RecoveryStore.inspect(collected) as store, RecoveryStore.inspect(kept) as reference:
+        resume_epoch = store.plan().epoch
+        assert resume_epoch == reference.plan().epoch > 40
+        (_, horizon) = store.partition_stats(0)
+        # Every resume epoch above the GC horizon restores the state of its time.
+        for epoch in range(horizon + 1, resume_epoch + 1):
+            assert load_resume(store, epoch) == load_resume(reference, epoch)
+        assert reference.partition_stats(0)[1] == 0
+    # The window (5 epochs, plus the epoch being written) is kept; older history is gone.
+    assert resume_epoch - 1 - 5 - 2 <= horizon <= resume_epoch - 1 - 5
+    assert change_set_count(collected) < change_set_count(kept) / 3
+    assert stored_state(collected, "sums.sum.stateful_batch") == {"k": 120}
 
 
 def test_copy_taken_within_backup_window_resumes(tmp_path):
@@ -231,7 +223,7 @@ def test_key_churn_keeps_the_store_bounded_by_live_keys(tmp_path):
     out = []
 
     def churn(round_no):
-        # Every key is created in one item and discarded by the next.
+        # Every key is created in one epoch and discarded in the next: a deletion each.
         items = []
         for i in range(50):
             key = f"r{round_no}k{i}"
@@ -241,14 +233,14 @@ def test_key_churn_keeps_the_store_bounded_by_live_keys(tmp_path):
     rows_after = []
     for round_no in range(6):
         flow = Dataflow("churn")
-        s = op.input("inp", flow, TestingSource(churn(round_no), batch_size=10))
+        s = op.input("inp", flow, TestingSource(churn(round_no), batch_size=1))
         s = op.stateful_map("m", s, lambda acc, v: (None if v == 0 else v, v))
         op.output("out", s, TestingSink(out))
         run_main(flow, epoch_interval=TINY_EPOCH, recovery_config=config)
-        rows_after.append(snapshot_rows(tmp_path))
-    # 300 keys came and went; what is left is bounded by one round's churn.
-    assert max(rows_after) < 120
-    assert rows_after[-1] <= rows_after[1] + 5
+        rows_after.append(change_set_count(tmp_path))
+    # 300 keys came and went; compaction and GC dropped their deletions for good.
+    assert stored_state(tmp_path, "churn.m.stateful_batch") == {}
+    assert max(rows_after) <= 10
 
 
 def test_unencodable_state_names_step_key_and_type(tmp_path):
@@ -333,12 +325,12 @@ def test_an_epoch_writes_only_the_keys_it_changed(tmp_path):
     op.output("out", s, TestingSink([]))
     config = RecoveryConfig(tmp_path, backup_interval=timedelta(days=1))
     run_main(flow, epoch_interval=TINY_EPOCH, recovery_config=config)
-    with sqlite3.connect(tmp_path / "part-0.sqlite3") as conn:
-        per_epoch = conn.execute(
-            "SELECT count(*) FROM snapshots WHERE step_id = 'sums.sum.stateful_batch' "
-            "GROUP BY epoch ORDER BY epoch"
-        ).fetchall()
-    assert per_epoch == [(500,), (1,)]
+    per_epoch = change_sets(tmp_path / "part-0.sqlite3", "sums.sum.stateful_batch")
+    assert [(epoch, kind, count) for epoch, kind, count, _ in per_epoch] == [
+        (1, "base", 500),
+        (2, "delta", 1),
+    ]
+    assert per_epoch[1][3] == {"set": {"k7": 7}, "del": []}
 
 
 def test_a_resumed_file_sink_drops_lines_written_after_its_snapshot(tmp_path):

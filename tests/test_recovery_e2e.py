@@ -12,9 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-
-from fastflow._cext import codec
-from fastflow._engine.store import RecoveryStore
+from _stores import stored_state
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FASTFLOW = shutil.which("fastflow", path=str(Path(sys.executable).parent))
@@ -27,15 +25,6 @@ def fastflow(*args, cwd, check=True):
     if check and proc.returncode != 0:
         raise AssertionError(f"fastflow {args} exited {proc.returncode}: {proc.stderr}")
     return proc
-
-
-def stored_state(db_dir, step_id):
-    """The state a resume would restore for ``step_id``, decoded, by key."""
-    with RecoveryStore.open(db_dir) as store:
-        epoch = store.status().resume_epoch
-        return {
-            key: codec.decode(blob) for step, key, blob in store.load(epoch) if step == step_id
-        }
 
 
 def test_tutorial_exactly_as_written(tmp_path):
@@ -60,9 +49,13 @@ def test_snapshot_blobs_are_plain_json(tmp_path):
     fastflow("init-recovery", "db_dir", "1", cwd=tmp_path)
     fastflow("run", "recovery.py", "-r", "db_dir", cwd=tmp_path)
     with sqlite3.connect(tmp_path / "db_dir" / "part-0.sqlite3") as conn:
-        rows = dict(conn.execute("SELECT step_id, blob FROM snapshots").fetchall())
-    assert orjson.loads(rows["recovery.running_count.stateful_batch"]) == 3
-    assert orjson.loads(rows["recovery.inp"])["consumed"] == 3
+        rows = dict(conn.execute("SELECT step_id, blob FROM changesets").fetchall())
+    assert orjson.loads(rows["recovery.running_count.stateful_batch"]) == {
+        "set": {"ALL": 3},
+        "del": [],
+    }
+    (source_state,) = orjson.loads(rows["recovery.inp"])["set"].values()
+    assert source_state["consumed"] == 3
 
 
 CRASH_FLOW = """
@@ -159,8 +152,8 @@ def test_recovery_status_shows_the_store(tmp_path):
     step_line = next(
         line for line in status.splitlines() if "recovery.running_count.stateful_batch" in line
     )
-    # one live key, one row, and its blob is the JSON number 3 (one byte)
-    assert step_line.split()[1:] == ["1", "1", "1"]
+    # one live key, one change set: {"set":{"ALL":3},"del":[]} (26 bytes)
+    assert step_line.split()[1:] == ["1", "1", "26"]
 
 
 def test_recovery_status_of_a_missing_directory_is_one_line(tmp_path):

@@ -10,12 +10,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, List, Optional
 
 import pytest
+from _stores import stored_state
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastflow.operators as op
 import fastflow.operators.windowing as win
-from fastflow._cext import codec
 from fastflow._cext.routing import stable_hash
 from fastflow._engine.store import RecoveryStore
 from fastflow.dataflow import Dataflow, Stream
@@ -343,13 +343,7 @@ def sum_flow(source: Any, sums: List[Any], counts: List[Any]) -> Dataflow:
 
 
 def stored_sums(db: Any) -> Dict[str, Any]:
-    with RecoveryStore.open(db) as store:
-        epoch = store.status().resume_epoch
-        return {
-            key: codec.decode(blob)
-            for step, key, blob in store.load(epoch)
-            if step == "sums.sum.stateful_batch"
-        }
+    return stored_state(db, "sums.sum.stateful_batch")
 
 
 def final_sums(items: List[Any]) -> Dict[str, int]:
@@ -389,8 +383,8 @@ def test_resume_with_another_worker_count_gives_the_uninterrupted_state(
     # Restored state went to one worker per key: each key's count comes once, and right.
     assert [counts for _, counts in runs[:2]] == [[], []]
     assert sorted(runs[2][1]) == sorted(Counter(key for key, _ in items).items())
-    with RecoveryStore.open(tmp_path) as store:
-        assert [e.worker_count for e in store.status().executions] == list(worker_counts)
+    with RecoveryStore.inspect(tmp_path) as store:
+        assert [e.worker_count for e in store.executions()] == list(worker_counts)
 
 
 @settings(max_examples=30, deadline=None)

@@ -1,10 +1,10 @@
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional
 
 class BuilderError(Exception): ...
 
 def map_states(
     states: Dict[str, Any],
-    dirty: Optional[Set[str]],
+    dirty: Optional[Dict[str, bool]],
     batch: List[Any],
     mapper: Callable[[Any, Any], Any],
     builder: Optional[Callable[[], Any]],
@@ -12,7 +12,7 @@ def map_states(
 ) -> List[Any]: ...
 def flat_map_states(
     states: Dict[str, Any],
-    dirty: Optional[Set[str]],
+    dirty: Optional[Dict[str, bool]],
     batch: List[Any],
     mapper: Callable[[Any, Any], Any],
     builder: Optional[Callable[[], Any]],
@@ -20,7 +20,7 @@ def flat_map_states(
 ) -> List[Any]: ...
 def fold_states(
     states: Dict[str, Any],
-    dirty: Optional[Set[str]],
+    dirty: Optional[Dict[str, bool]],
     batch: List[Any],
     folder: Callable[[Any, Any], Any],
     builder: Optional[Callable[[], Any]],

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from fastflow._cext.routing import check_keyed
-from fastflow._engine.nodes import Clock, End, Node, Push, Row, encode_state, user_error
+from fastflow._engine.nodes import Clock, End, Node, Push, user_error
 from fastflow.inputs import (
     AbortExecution,
     DynamicSource,
@@ -118,15 +118,14 @@ class InputNode:
         times = [p.awake for p in self.parts if p.awake is not None]
         return min(times) if times else None
 
-    def snapshot_rows(self) -> List[Row]:
-        """Every partition's resume state, finished ones included."""
-        return [
-            (self.step_id, entry.key, encode_state(
-                self.step_id, entry.key, self._call("snapshot", entry.part.snapshot)
-            ))
+    def changes(self) -> Tuple[Dict[str, Any], Dict[str, bool]]:
+        """Every partition's resume state, finished ones included (see ``StatefulNode``)."""
+        values = {
+            entry.key: self._call("snapshot", entry.part.snapshot)
             for entry in self.parts + self._done
             if entry.key is not None
-        ]
+        }
+        return values, dict.fromkeys(values, True)
 
     def close(self) -> None:
         """Close every partition."""
@@ -228,14 +227,12 @@ class OutputNode(Node):
             self._parts[key] = part
         return part
 
-    def snapshot_rows(self) -> List[Row]:
-        """The resume state of every stateful sink partition built so far."""
+    def changes(self) -> Tuple[Dict[str, Any], Dict[str, bool]]:
+        """The resume state of every partitioned sink's partition built so far."""
         if not isinstance(self._sink, FixedPartitionedSink):
-            return []
-        return [
-            (self.step_id, key, encode_state(self.step_id, key, self._call("snapshot", p.snapshot)))
-            for key, p in self._parts.items()
-        ]
+            return {}, {}
+        values = {key: self._call("snapshot", p.snapshot) for key, p in self._parts.items()}
+        return values, dict.fromkeys(values, True)
 
     def close(self) -> None:
         """Close every partition."""

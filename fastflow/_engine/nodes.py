@@ -15,7 +15,7 @@ from datetime import datetime
 from itertools import chain
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from fastflow._cext import codec, state
+from fastflow._cext import state
 from fastflow._cext.ops import branch_items
 from fastflow._cext.routing import RoutingError
 from fastflow.errors import FastflowRuntimeError
@@ -23,7 +23,6 @@ from fastflow.operators._logic import FoldBuilder, MapBuilder
 
 Push = Callable[[List[Any]], None]
 End = Callable[[], None]
-Row = Tuple[str, str, Optional[bytes]]
 
 
 def user_error(step_id: str, what: str, ex: BaseException) -> FastflowRuntimeError:
@@ -31,16 +30,6 @@ def user_error(step_id: str, what: str, ex: BaseException) -> FastflowRuntimeErr
     return FastflowRuntimeError(
         f"error calling `{what}` in step {step_id!r}: {type(ex).__name__}: {ex}"
     )
-
-
-def encode_state(step_id: str, key: str, value: Any) -> bytes:
-    """Encode one snapshot, naming the step and key when the state cannot be encoded."""
-    try:
-        return codec.encode(value)
-    except codec.UnencodableError as ex:
-        raise FastflowRuntimeError(
-            f"cannot snapshot the state of step {step_id!r} for key {key!r}: {ex}"
-        ) from ex
 
 
 class Clock:
@@ -163,8 +152,9 @@ class StatefulNode(Node):
     """``stateful_batch``: per-key state, run by a Cython loop for the common builders.
 
     ``states`` holds, per key, the raw state (map and fold builders) or the
-    logic object (any other builder). ``dirty`` collects the keys changed
-    since the last snapshot; it is ``None`` when nothing is snapshotted.
+    logic object (any other builder). ``dirty`` maps each key changed since
+    the last snapshot to whether it had state then; it is ``None`` when
+    nothing is snapshotted.
     """
 
     def __init__(
@@ -179,7 +169,7 @@ class StatefulNode(Node):
         self._builder = builder
         self._down = down
         self.states: Dict[str, Any] = {}
-        self.dirty: Optional[set[str]] = set() if track_changes else None
+        self.dirty: Optional[Dict[str, bool]] = {} if track_changes else None
         self._timers: Dict[str, datetime] = {}
         if isinstance(builder, MapBuilder):
             self.push = self._push_map  # type: ignore[method-assign]
@@ -221,7 +211,8 @@ class StatefulNode(Node):
         states = self.states
         out = [(key, states[key]) for key in sorted(states)]
         if self.dirty is not None:
-            self.dirty.update(states)
+            for key in states:
+                self.dirty.setdefault(key, True)
         states.clear()
         if out:
             self._down(out)
@@ -233,6 +224,8 @@ class StatefulNode(Node):
         out: List[Any] = []
         for key, values in groups.items():
             logic = self.states.get(key)
+            if self.dirty is not None:
+                self.dirty.setdefault(key, logic is not None)
             if logic is None:
                 logic = self._call(key, "builder", self._builder, None)
             self._after(key, logic, self._call(key, "on_batch", logic.on_batch, values), out)
@@ -253,7 +246,7 @@ class StatefulNode(Node):
         emits, discard = self._call(key, "logic callback", _emits_and_flag, result)
         out.extend([(key, w) for w in emits])
         if self.dirty is not None:
-            self.dirty.add(key)
+            self.dirty.setdefault(key, True)
         if discard:
             self.states.pop(key, None)
             self._timers.pop(key, None)
@@ -290,55 +283,36 @@ class StatefulNode(Node):
 
     # Recovery.
 
-    def snapshot_rows(self) -> List[Row]:
-        """Encode the state of every key changed since the last call (``None``: discarded)."""
-        assert self.dirty is not None
-        step_id, states = self.step_id, self.states
-        if self._raw_states:
-            rows = self._raw_snapshot_rows()
-            self.dirty.clear()
-            return rows
-        rows: List[Row] = []
-        for key in self.dirty:
-            held = states.get(key, _MISSING)
-            if held is _MISSING:
-                rows.append((step_id, key, None))
-                continue
-            value = self._call(key, "snapshot", held.snapshot)
-            rows.append((step_id, key, encode_state(step_id, key, value)))
-        self.dirty.clear()
-        return rows
+    def changes(self) -> Tuple[Dict[str, Any], Dict[str, bool]]:
+        """``(states, changed)``: the keys changed since the last call, and their states.
 
-    def _raw_snapshot_rows(self) -> List[Row]:
-        """:meth:`snapshot_rows` of raw states: one comprehension, no call per key of ours."""
-        step_id, states, encode = self.step_id, self.states, codec.encode
-        try:
-            return [
-                (step_id, key, None if state is _MISSING else encode(state))
-                for key in self.dirty
-                for state in (states.get(key, _MISSING),)
-            ]
-        except codec.UnencodableError:
-            for key in self.dirty:  # find the key, for the message
-                if key in states:
-                    encode_state(step_id, key, states[key])
-            raise
-
-    def restore(self, blobs: Dict[str, bytes]) -> None:
-        """Load the state of every key from its snapshot."""
-        decode = codec.decode
+        A changed key without a state was discarded. Raw states are handed over as they
+        are (the caller encodes them before the flow goes on); logic objects are asked
+        for their ``snapshot()``.
+        """
+        changed, self.dirty = self.dirty, {}
+        assert changed is not None
         if self._raw_states:
-            self.states.update({key: decode(blob) for key, blob in blobs.items()})
+            return self.states, changed
+        states = self.states
+        values = {
+            key: self._call(key, "snapshot", states[key].snapshot)
+            for key in changed
+            if key in states
+        }
+        return values, changed
+
+    def restore(self, states: Dict[str, Any]) -> None:
+        """Take back every key's state from a resume."""
+        if self._raw_states:
+            self.states.update(states)
             return
-        for key, blob in blobs.items():
-            logic = self._call(key, "builder", self._builder, decode(blob))
+        for key, snapshot in states.items():
+            logic = self._call(key, "builder", self._builder, snapshot)
             self.states[key] = logic
             due = self._call(key, "notify_at", logic.notify_at)
             if due is not None:
                 self._timers[key] = due
-
-
-_MISSING = object()
 
 
 def _emits_and_flag(result: Any) -> Tuple[List[Any], bool]:

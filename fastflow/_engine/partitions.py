@@ -4,9 +4,9 @@ Why a module of its own: whether a directory holds a usable, complete and consis
 of partitions is a question about files, answered before any state is read; the store
 (``store.py``) builds on it. Standard library only.
 
-On-disk format (``SCHEMA_VERSION`` 1). A recovery directory holds ``part-0.sqlite3`` ..
-``part-{N-1}.sqlite3``; each one is a SQLite database (``PRAGMA application_id`` =
-``APPLICATION_ID``) with these tables:
+On-disk format (``SCHEMA_VERSION`` 2; docs/snapshot-format.md is the full description). A
+recovery directory holds ``part-0.sqlite3`` .. ``part-{N-1}.sqlite3``; each one is a SQLite
+database (``PRAGMA application_id`` = ``APPLICATION_ID``) with these tables:
 
 - ``meta(key, value)``: ``schema_version``, ``partition_index``, ``partition_count``,
   ``init_id`` (uuid4 hex shared by the set), ``created_at`` (ISO 8601, UTC) and
@@ -14,10 +14,13 @@ On-disk format (``SCHEMA_VERSION`` 1). A recovery directory holds ``part-0.sqlit
 - ``executions(execution, worker_count, resume_epoch, started_at)``: one row per run.
 - ``frontiers(execution, worker_index, epoch)``: every epoch below ``epoch`` of that worker
   is committed in this partition.
-- ``snapshots(step_id, state_key, epoch, blob)``, ``WITHOUT ROWID``, primary key
-  ``(step_id, state_key, epoch)``, indexed on ``epoch``. A NULL blob is a tombstone: the key
-  was discarded in that epoch. Blobs are in the snapshot format of docs/snapshot-format.md,
-  whose version the schema version covers.
+- ``changesets(epoch, kind, step_id, writer, chunk, key_count, blob)``: what a step's keys
+  of this partition became in an epoch, as a few large blobs: a ``delta`` holds the keys
+  one writer (worker) changed in ``epoch``, a ``base`` every live key as of the end of
+  ``epoch``. Blobs are change sets in the format of docs/snapshot-format.md.
+
+Format 1 (fastflow 0.1: one ``snapshots`` row per key and epoch) is converted by
+``upgrade.py`` (``fastflow recovery upgrade``); opening it otherwise is refused.
 
 Durability: partitions run in WAL mode with ``synchronous=NORMAL`` by default. A committed
 epoch survives a crash or kill of the process; after a power loss or OS crash the latest
@@ -36,7 +39,9 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 import sqlite3
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -58,25 +63,36 @@ __all__ = [
     "init_db_dir",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of the partition layout; bumped on any incompatible change."""
+
+UPGRADABLE_VERSIONS = (1,)
+"""Older layouts that ``fastflow recovery upgrade`` converts to ``SCHEMA_VERSION``."""
+
+MAX_PARTITIONS = 4096
+"""Most partitions a store may have: each is a file, opened by every run."""
 
 APPLICATION_ID = 0x66666C77
 """SQLite ``application_id`` of a partition ("fflw"), so tools like ``file`` can tell."""
 
 _PART_RE = re.compile(r"part-(0|[1-9][0-9]*)\.sqlite3")
 _SIDE_FILES = ("-wal", "-shm", "-journal")
-_TABLES = ("meta", "executions", "frontiers", "snapshots")
+_INIT_DIR_PREFIX = ".init-"
+_TABLES = ("meta", "executions", "frontiers", "changesets")
 
+CHANGESETS_TABLE = (
+    "CREATE TABLE changesets(epoch INTEGER NOT NULL,"
+    " kind TEXT NOT NULL CHECK (kind IN ('base', 'delta')), step_id TEXT NOT NULL,"
+    " writer INTEGER NOT NULL, chunk INTEGER NOT NULL, key_count INTEGER NOT NULL,"
+    " blob BLOB NOT NULL, PRIMARY KEY (epoch, kind, step_id, writer, chunk))"
+)
 _SCHEMA = (
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value)",
     "CREATE TABLE executions(execution INTEGER PRIMARY KEY, worker_count INTEGER NOT NULL,"
     " resume_epoch INTEGER NOT NULL, started_at TEXT NOT NULL)",
     "CREATE TABLE frontiers(execution INTEGER, worker_index INTEGER, epoch INTEGER NOT NULL,"
     " PRIMARY KEY (execution, worker_index))",
-    "CREATE TABLE snapshots(step_id TEXT NOT NULL, state_key TEXT NOT NULL,"
-    " epoch INTEGER NOT NULL, blob BLOB, PRIMARY KEY (step_id, state_key, epoch)) WITHOUT ROWID",
-    "CREATE INDEX snapshots_by_epoch ON snapshots(epoch)",
+    CHANGESETS_TABLE,
 )
 
 
@@ -108,12 +124,31 @@ class PartitionsExistError(RecoveryError, FileExistsError):
     """``init_db_dir`` would overwrite existing partitions (their state) without ``force``."""
 
 
+class FormatVersionError(RecoveryError, ValueError):
+    """The partitions are in another format: an older one to upgrade, or a newer fastflow's."""
+
+
+class StoreNotWritableError(RecoveryError, PermissionError):
+    """The user running the flow cannot write the recovery directory or its partitions."""
+
+
+class StoreWriteError(RecoveryError, OSError):
+    """Committing an epoch failed (disk full, I/O error); the last committed epoch stands."""
+
+
 @dataclass(frozen=True)
 class PartitionMeta:
     index: int
     count: int
     init_id: str
     created_at: str
+    version: int
+
+
+def names(items: list[str], limit: int = 3) -> str:
+    """``a, b, c and 7 more``: names for a one-line message, however many there are."""
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
 
 
 def now_iso() -> str:
@@ -138,6 +173,12 @@ def find_parts(db_dir: Path) -> dict[int, Path]:
         match = _PART_RE.fullmatch(path.name)
         if match:
             found[int(match.group(1))] = path
+        elif path.name.startswith(_INIT_DIR_PREFIX):
+            raise InconsistentPartitionsError(
+                f"`fastflow init-recovery` of {db_dir} was interrupted (it left {path.name}); "
+                f"nothing in it was ever committed: run `fastflow init-recovery --force "
+                f"{db_dir} N` again"
+            )
     if not found:
         raise NoPartitionsError(
             f"no recovery partitions (part-*.sqlite3) in {db_dir}; {_init_hint(db_dir)}"
@@ -226,12 +267,10 @@ def read_meta(path: Path) -> PartitionMeta:
     if app_id != APPLICATION_ID or "meta" not in tables:
         raise _corrupt(path, "it is not a fastflow recovery partition")
     version = meta.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise _corrupt(
-            path, f"it has schema version {version!r}; this fastflow reads {SCHEMA_VERSION}"
-        )
+    if not isinstance(version, int) or version < 1:
+        raise _corrupt(path, f"its schema version {version!r} is invalid")
     missing = [t for t in _TABLES if t not in tables]
-    if missing:
+    if version == SCHEMA_VERSION and missing:
         raise _corrupt(path, f"tables {', '.join(missing)} are missing")
     index, count, init_id = (
         meta.get("partition_index"),
@@ -245,7 +284,48 @@ def read_meta(path: Path) -> PartitionMeta:
         and 0 <= index < count
     ):
         raise _corrupt(path, "its partition index, count or init id is invalid")
-    return PartitionMeta(index, count, init_id, str(meta.get("created_at", "")))
+    return PartitionMeta(index, count, init_id, str(meta.get("created_at", "")), version)
+
+
+def check_versions(
+    db_dir: Path, parts: dict[int, Path], metas: dict[int, PartitionMeta], accepted: tuple[int, ...]
+) -> None:
+    """Refuse partitions whose format is not in ``accepted``, saying what to do about it."""
+    wrong = {i: m.version for i, m in metas.items() if m.version not in accepted}
+    if not wrong:
+        return
+    newer = sorted(i for i, v in wrong.items() if v > SCHEMA_VERSION)
+    if newer:
+        raise FormatVersionError(
+            f"{db_dir} holds partitions in format {wrong[newer[0]]} "
+            f"({names([parts[i].name for i in newer])}), newer than this fastflow reads "
+            f"({SCHEMA_VERSION}): run them with a newer fastflow; nothing was changed"
+        )
+    old = sorted(wrong)
+    hint = f"upgrade them with `fastflow recovery upgrade {db_dir}`; nothing was changed"
+    if len(old) < len(metas):
+        raise FormatVersionError(
+            f"{db_dir} holds partitions in format {wrong[old[0]]} "
+            f"({names([parts[i].name for i in old])}) beside format {SCHEMA_VERSION}: an upgrade "
+            f"was interrupted; {hint}"
+        )
+    raise FormatVersionError(
+        f"{db_dir} holds recovery partitions in format {wrong[old[0]]} (fastflow 0.1); this "
+        f"fastflow reads format {SCHEMA_VERSION}: {hint}"
+    )
+
+
+def check_writable(db_dir: Path, parts: dict[int, Path]) -> None:
+    """Refuse a store this user cannot write, before anything is opened for writing."""
+    blocked = [p.name for p in parts.values() if not os.access(p, os.W_OK)]
+    if not os.access(db_dir, os.W_OK | os.X_OK):
+        blocked.insert(0, "the directory")
+    if blocked:
+        raise StoreNotWritableError(
+            f"recovery directory {db_dir} is not writable by this user ({names(blocked)} "
+            "read-only); a run must write its commits there: fix the permissions or run "
+            "as the store's owner"
+        )
 
 
 def check_set(db_dir: Path, parts: dict[int, Path], metas: dict[int, PartitionMeta]) -> int:
@@ -263,23 +343,23 @@ def check_set(db_dir: Path, parts: dict[int, Path], metas: dict[int, PartitionMe
         by_count.setdefault(meta.count, []).append(parts[index].name)
     restore = "restore all partitions from the same backup"
     if len(by_init) > 1:
-        groups = "; ".join(f"{', '.join(n)} (init {i})" for i, n in by_init.items())
+        groups = "; ".join(f"{names(n)} (init {i})" for i, n in by_init.items())
         raise InconsistentPartitionsError(
             f"partitions in {db_dir} come from different `fastflow init-recovery` runs: "
             f"{groups}; {restore}"
         )
     if len(by_count) > 1:
-        groups = "; ".join(f"{', '.join(n)} say {c}" for c, n in by_count.items())
+        groups = "; ".join(f"{names(n)} say {c}" for c, n in by_count.items())
         raise InconsistentPartitionsError(
             f"partitions in {db_dir} disagree on the partition count: {groups}; {restore}"
         )
     (count,) = by_count
     missing = [i for i in range(count) if i not in parts]
     if missing:
-        names = ", ".join(_part_path(db_dir, i).name for i in missing)
         raise MissingPartitionsError(
-            f"recovery partitions missing in {db_dir}: {names} (indices "
-            f"{', '.join(map(str, missing))} of {count}); their keys' state would be lost. "
+            f"{len(missing)} of {count} recovery partitions missing in {db_dir}: "
+            f"{names([_part_path(db_dir, i).name for i in missing])}; their keys' state would "
+            "be lost. "
             f"Put them back ({restore}), or start over with "
             f"`fastflow init-recovery --force {db_dir} {count}`"
         )
@@ -338,44 +418,55 @@ def init_db_dir(db_dir: Path | str, count: int, *, force: bool = False) -> list[
 
     Why a separate step: the partition count fixes where keys live, so it is chosen once,
     on purpose. Existing ``part-*.sqlite3`` files are refused (``PartitionsExistError``,
-    nothing touched) unless ``force``, which first deletes them and their -wal/-shm files,
-    but never under a running execution (``StoreLockedError``). Afterwards the directory
-    holds only the partition files (no journals or WAL files).
+    nothing touched) unless ``force``, which deletes them and their -wal/-shm files, but
+    never under a running execution (``StoreLockedError``). The partitions are built in a
+    hidden ``.init-*`` directory inside ``db_dir`` and moved into place, ``part-0`` last;
+    an init killed half-way leaves that directory behind, which every later open names.
     """
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"partition count must be an integer >= 1, got {count!r}")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_PARTITIONS:
+        raise ValueError(
+            f"partition count must be a whole number from 1 to {MAX_PARTITIONS}, got {count!r}"
+        )
     db_dir = Path(db_dir)
+    existing = sorted(db_dir.glob("part-*.sqlite3")) if db_dir.is_dir() else []
+    if existing and not force:
+        raise PartitionsExistError(
+            f"{db_dir} already holds recovery partitions: {names([p.name for p in existing])}; "
+            "nothing was changed. Resume from them, "
+            "or pass --force to delete them and their state"
+        )
     db_dir.mkdir(parents=True, exist_ok=True)
-    existing = sorted(db_dir.glob("part-*.sqlite3"))
-    if existing:
-        if not force:
-            raise PartitionsExistError(
-                f"{db_dir} already holds recovery partitions: "
-                f"{', '.join(p.name for p in existing)}; nothing was changed. Resume from them, "
-                "or pass --force to delete them and their state"
-            )
+    building = Path(tempfile.mkdtemp(prefix=_INIT_DIR_PREFIX, dir=db_dir))
+    try:
+        init_id, created = uuid.uuid4().hex, now_iso()
+        for index in range(count):
+            _create_partition(_part_path(building, index), index, count, init_id, created)
+        _fsync_dir(building)
         part0 = _part_path(db_dir, 0)
         lock = DirLock(part0) if part0.exists() else None
         try:
             for path in existing:
                 _remove_with_side_files(path)
+            for leftover in db_dir.glob(f"{_INIT_DIR_PREFIX}*"):
+                if leftover != building:
+                    shutil.rmtree(leftover, ignore_errors=True)
+            for index in reversed(range(count)):
+                os.replace(_part_path(building, index), _part_path(db_dir, index))
+            _fsync_dir(db_dir)
         finally:
             if lock is not None:
                 lock.release()
-    init_id, created = uuid.uuid4().hex, now_iso()
-    paths: list[Path] = []
-    try:
-        for index in range(count):
-            path = _part_path(db_dir, index)
-            _create_partition(path, index, count, init_id, created)
-            paths.append(path)
-    except BaseException:
-        for path in [*paths, _part_path(db_dir, len(paths))]:
-            if path not in existing:
-                _remove_with_side_files(path)
-        raise
-    return paths
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return [_part_path(db_dir, index) for index in range(count)]
 
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def file_size(path: Path) -> int:

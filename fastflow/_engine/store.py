@@ -1,121 +1,79 @@
-"""SQLite recovery store: durable, per-epoch snapshots of keyed state.
+"""SQLite recovery store: each epoch's changed state as a few change-set blobs.
 
-Why a module of its own: the engine only asks "where do I resume?", "give me the state",
-and "commit this epoch". Executions, frontiers, snapshots and garbage collection live
-here; the partition files themselves (format, validation, locking) in ``partitions.py``.
-Standard library only.
+Why a module of its own: the engine only asks "where do I resume?", "what was the state
+then?" and "commit this epoch". Executions, frontiers, change sets, compaction and garbage
+collection live here; the partition files themselves (format, validation, locking) in
+``partitions.py``. Blobs are opaque here except to compaction, which merges them with plain
+orjson (never decoding a state). Standard library and orjson only.
 
-A state key lives in partition ``route(state_key) % N``, where ``route`` is the engine's
-stable 64-bit key hash; that makes the hash part of the on-disk format.
+The store is a compacted changelog, per partition:
 
-Resume: the next execution starts at the smallest frontier of the previous execution over
-all its workers and all partitions, and each ``(step_id, state_key)`` gets back its newest
-snapshot older than that epoch. Rows at or after it (a crash mid-commit) are deleted.
-
-GC: committing with ``gc_before=G`` deletes, per key, every snapshot older than its newest
-snapshot at epoch <= G, and that newest one too if it is a tombstone. A resume at any epoch
-above G still finds exactly what it needs; G is remembered as the partition's GC horizon,
-and a set of partitions whose resume epoch is at or below some horizon (partitions restored
-from different backups) is refused instead of being silently resumed wrong.
+- **Commit** (epoch ``e``): per step, the keys of this partition that changed in ``e``
+  (their new state, or their deletion) are a ``delta`` change set of a few large blobs,
+  written with the committing workers' new frontiers ``e + 1`` in one transaction. A
+  partition that holds nothing older writes its first change sets as a ``base`` instead:
+  with no history they are the complete state.
+- **Resume** at epoch ``R``: the newest ``base`` before ``R``, then every ``delta`` after it
+  and before ``R`` in epoch order; applying them in that order gives the state as of the
+  end of epoch ``R - 1``.
+- **Compaction** (after a commit, off the processing thread): once the deltas after the
+  newest base outweigh it (bytes), or number more than ``MAX_DELTAS``, they are folded into
+  a new base at the last epoch every worker has committed. Resume work and store size thus
+  stay within about twice the live state, plus the backup window; deleted keys vanish.
+- **GC** (in a commit's transaction, ``gc_before=G``): everything older than the newest base
+  at or before ``G`` is deleted; that base's epoch becomes the partition's GC horizon. A
+  resume at any epoch above the horizon still finds a base and every delta after it, and a
+  set of partitions whose resume epoch is at or below some horizon (partitions restored
+  from different backups) is refused instead of being silently resumed wrong.
 """
 
 from __future__ import annotations
 
 import operator
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import NamedTuple
+
+import orjson
 
 from fastflow._engine.partitions import (
-    APPLICATION_ID,
     SCHEMA_VERSION,
-    CorruptPartitionError,
     DirLock,
     InconsistentPartitionsError,
-    MissingPartitionsError,
-    NoPartitionsError,
     PartitionMeta,
-    PartitionsExistError,
     RecoveryError,
-    StoreLockedError,
+    StoreWriteError,
     check_set,
+    check_versions,
+    check_writable,
     connect_ro,
     connect_rw,
-    file_size,
     find_parts,
-    init_db_dir,
     now_iso,
     read_meta,
     transaction,
 )
 
-__all__ = [
-    "APPLICATION_ID",
-    "SCHEMA_VERSION",
-    "CorruptPartitionError",
-    "ExecutionStatus",
-    "InconsistentPartitionsError",
-    "MissingPartitionsError",
-    "NoPartitionsError",
-    "PartitionStatus",
-    "PartitionsExistError",
-    "RecoveryError",
-    "RecoveryStore",
-    "ResumeFrom",
-    "StepStatus",
-    "StoreLockedError",
-    "StoreStatus",
-    "init_db_dir",
-]
+MAX_DELTAS = 1000
+"""Delta change sets after a base that trigger compaction whatever their size."""
 
-Row = tuple[str, str, bytes | None]
-"""A snapshot to commit: ``(step_id, state_key, blob)``, blob None for a discarded key."""
+CHUNK_KEYS = 65536
+"""Most keys in one change-set blob: bounds a blob's size and the memory to read it."""
 
-Route = Callable[[str], int]
-"""Maps a state key to an int; the partition is that int modulo the partition count."""
 
-# Step ids of a partition by skip-scan: one index seek per step, not a table scan.
-_STEPS_SQL = """
-WITH RECURSIVE steps(step_id) AS (
-    SELECT min(step_id) FROM snapshots
-    UNION ALL
-    SELECT (SELECT min(step_id) FROM snapshots AS s WHERE s.step_id > steps.step_id)
-    FROM steps WHERE steps.step_id IS NOT NULL)
-SELECT step_id FROM steps WHERE step_id IS NOT NULL
-"""
-# Rows come in primary-key order, so feeding them to dict() keeps each key's newest one.
-# Measured ~30% faster than `SELECT ..., max(epoch) ... GROUP BY` with the bare-column rule.
-_LOAD_SQL = (
-    "SELECT state_key, blob FROM snapshots WHERE step_id = ? AND epoch < ?"
-    " ORDER BY state_key, epoch"
-)
-# GC, driven by the rows written in the epochs (done, g] so its cost follows them.
-# Every row older than some row of its key in (done, g] is older than the key's newest row
-# there, so no GROUP BY is needed: measured ~25% cheaper than grouping by key for max(epoch).
-_GC_SUPERSEDED_SQL = """
-DELETE FROM snapshots WHERE (step_id, state_key, epoch) IN (
-    SELECT s.step_id, s.state_key, s.epoch
-    FROM snapshots AS r JOIN snapshots AS s
-      ON s.step_id = r.step_id AND s.state_key = r.state_key AND s.epoch < r.epoch
-    WHERE r.epoch > :done AND r.epoch <= :g)
-"""
-# After the pass above, a tombstone in (done, g] has nothing older left: drop it too.
-_GC_TOMBSTONES_SQL = "DELETE FROM snapshots WHERE epoch > :done AND epoch <= :g AND blob IS NULL"
-# Lowest epoch of all, highest up to g: two index look-ups (one min/max per SELECT).
-_EPOCH_SPAN_SQL = (
-    "SELECT (SELECT min(epoch) FROM snapshots), (SELECT max(epoch) FROM snapshots"
-    " WHERE epoch <= :g)"
-)
-_LIVE_SQL = """
-SELECT s.step_id, count(*) FROM snapshots AS s
-WHERE s.epoch < :r AND s.blob IS NOT NULL AND NOT EXISTS (
-    SELECT 1 FROM snapshots AS n WHERE n.step_id = s.step_id AND n.state_key = s.state_key
-    AND n.epoch > s.epoch AND n.epoch < :r)
-GROUP BY s.step_id
-"""
+class ChangeSet(NamedTuple):
+    """One blob of a step's changes in a partition, as the engine hands it to ``commit``."""
+
+    step_id: str
+    writer: int
+    """Index of the worker whose keys these are (workers own disjoint keys)."""
+    chunk: int
+    """Number of this blob among the writer's blobs of the step in this epoch."""
+    key_count: int
+    blob: bytes
 
 
 @dataclass(frozen=True)
@@ -129,19 +87,21 @@ class ResumeFrom:
 
 
 @dataclass(frozen=True)
-class PartitionStatus:
-    """One partition file, as shown by ``fastflow recovery status``."""
+class Plan:
+    """What a resume now would do, computed from the executions and frontiers alone."""
 
-    index: int
-    path: Path
-    size_bytes: int
-    """Bytes on disk, the database plus its write-ahead log if any."""
-    gc_horizon: int
-    """Snapshots needed only by resumes at or before this epoch have been collected."""
+    execution: int
+    """Number the next execution gets."""
+    epoch: int
+    """Epoch it resumes at: the lowest frontier of the last execution."""
+    frontiers: tuple[int, ...]
+    """Frontier of each worker (by index) of the last execution, lowest over partitions."""
+    problem: str | None
+    """Why a resume would be refused, if it would."""
 
 
 @dataclass(frozen=True)
-class ExecutionStatus:
+class Execution:
     """One past or running execution, so an operator can see the resume history."""
 
     execution: int
@@ -150,112 +110,56 @@ class ExecutionStatus:
     started_at: str
 
 
-@dataclass(frozen=True)
-class StepStatus:
-    """Per-step storage use, to spot the step whose state grows."""
-
-    step_id: str
-    live_keys: int
-    """Keys a resume now would restore (newest snapshot is not a tombstone)."""
-    snapshot_rows: int
-    """Rows kept, including superseded snapshots within the backup window and tombstones."""
-    blob_bytes: int
+# Rows to apply for a resume at :r, in order: the newest base before it, then later deltas.
+_APPLY_SQL = """
+SELECT epoch, kind, step_id, key_count, blob FROM changesets
+WHERE epoch < :r AND epoch >= :b AND (kind = 'delta' OR epoch = :b)
+ORDER BY epoch, kind, step_id, writer, chunk
+"""
+_NEWEST_BASE_SQL = "SELECT max(epoch) FROM changesets WHERE kind = 'base' AND epoch <= ?"
 
 
-@dataclass(frozen=True)
-class StoreStatus:
-    """The operator's view of a store: what a resume now would do, and what it costs on disk."""
-
-    db_dir: Path
-    init_id: str
-    created_at: str
-    partitions: tuple[PartitionStatus, ...]
-    executions: tuple[ExecutionStatus, ...]
-    frontiers: tuple[int, ...]
-    """Frontier of each worker (by index) of the last execution, lowest over partitions."""
-    resume_epoch: int
-    """Epoch the next execution would start at."""
-    gc_horizon: int
-    """Highest GC horizon over partitions; a resume must start above it."""
-    steps: tuple[StepStatus, ...]
-    problem: str | None = None
-    """Why the next ``start_execution`` would fail, if it would."""
-
-    @property
-    def part_count(self) -> int:
-        """Number of partitions, for display."""
-        return len(self.partitions)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return plain JSON-ready data, for ``fastflow recovery status --json`` and logs."""
-        return {
-            "db_dir": str(self.db_dir),
-            "init_id": self.init_id,
-            "created_at": self.created_at,
-            "partitions": [{**vars(p), "path": str(p.path)} for p in self.partitions],
-            "executions": [vars(e) for e in self.executions],
-            "frontiers": list(self.frontiers),
-            "resume_epoch": self.resume_epoch,
-            "gc_horizon": self.gc_horizon,
-            "steps": [vars(s) for s in self.steps],
-            "problem": self.problem,
-        }
-
-
-@dataclass
 class _Partition:
-    index: int
-    path: Path
-    conn: sqlite3.Connection
-    gc_horizon: int
-    lock: threading.Lock
+    """An open partition file and the GC horizon it has reached."""
 
-
-@dataclass(frozen=True)
-class _Plan:
-    execution: int
-    epoch: int
-    last_execution: int | None
-    frontiers: tuple[int, ...]
-    problem: str | None
+    def __init__(self, index: int, path: Path, conn: sqlite3.Connection) -> None:
+        self.index = index
+        self.path = path
+        self.conn = conn
+        self.gc_horizon = horizon_of(conn)
 
 
 class RecoveryStore:
     """An open set of recovery partitions; one writer at a time per directory.
 
-    Why: the engine resumes and commits epochs through this object only. Create it with
-    ``open`` (validates and locks) or look with ``inspect`` (read-only). Commits to
-    different partitions may come from different threads; ``load`` must not run while
-    commits do.
+    Why: the engine resumes and commits epochs through this object only. ``open``
+    validates everything read-only first (a refused store is never written to), then
+    locks the directory; ``inspect`` opens read-only, for status and export. ``commit``
+    and ``compact`` may run on another thread than the one that opened the store, one
+    call at a time.
     """
 
+    db_dir: Path
+    """The recovery directory."""
     part_count: int
     """Number of partitions; fixed at ``init_db_dir``."""
     paths: list[Path]
     """Partition files, by index."""
-    db_dir: Path
-    """The recovery directory."""
     init_id: str
     """Id shared by the partitions of one ``init_db_dir``."""
     created_at: str
     """When ``init_db_dir`` made the partitions (ISO 8601, UTC)."""
 
     def __init__(
-        self,
-        db_dir: Path,
-        metas: dict[int, PartitionMeta],
-        parts: list[_Partition],
-        route: Route | None,
-        lock: DirLock | None,
+        self, db_dir: Path, meta: PartitionMeta, parts: list[_Partition], lock: DirLock | None
     ) -> None:
         """Use ``open`` or ``inspect``: they validate the files first."""
         self.db_dir = db_dir
         self.part_count = len(parts)
         self.paths = [p.path for p in parts]
-        self.init_id = metas[0].init_id
-        self.created_at = metas[0].created_at
+        self.init_id = meta.init_id
+        self.created_at = meta.created_at
         self._parts = parts
-        self._route = route
         self._lock = lock
         self._closed = False
         self._execution: int | None = None
@@ -263,61 +167,64 @@ class RecoveryStore:
         self._resume_epoch = 0
 
     @classmethod
-    def open(
-        cls,
-        db_dir: Path | str,
-        *,
-        route: Route | None = None,
-        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
-    ) -> RecoveryStore:
+    def open(cls, db_dir: Path | str) -> RecoveryStore:
         """Validate the partitions in ``db_dir`` and lock it for one execution.
 
-        Why so strict: a resume from a partial or mixed set would silently lose or corrupt
-        state. Raises ``NoPartitionsError``, ``MissingPartitionsError``,
-        ``CorruptPartitionError``, ``InconsistentPartitionsError`` or ``StoreLockedError``;
-        a failed open modifies no file. ``route`` maps a state key to an int (default: the
-        engine's stable hash; never called when there is one partition).
+        Why so strict: a resume from a partial, mixed or too old set would silently lose or
+        corrupt state. Raises ``NoPartitionsError``, ``MissingPartitionsError``,
+        ``CorruptPartitionError``, ``InconsistentPartitionsError``, ``FormatVersionError``,
+        ``StoreNotWritableError`` or ``StoreLockedError``; a refused open writes nothing.
         """
-        if synchronous not in ("NORMAL", "FULL"):
-            raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
-        return cls._open(Path(db_dir), route=route, synchronous=synchronous)
-
-    @classmethod
-    def inspect(cls, db_dir: Path | str) -> StoreStatus:
-        """Return the status of ``db_dir`` without locking it or writing anything.
-
-        Why: ``fastflow recovery status`` must work while an execution is running.
-        Raises the same validation errors as ``open``, except ``StoreLockedError``.
-        """
-        store = cls._open(Path(db_dir), route=None, synchronous=None)
-        with store:
-            return store.status()
-
-    @classmethod
-    def _open(cls, db_dir: Path, *, route: Route | None, synchronous: str | None) -> RecoveryStore:
-        readonly = synchronous is None
+        db_dir = Path(db_dir)
+        with cls.inspect(db_dir) as looking:
+            problem = looking.plan().problem
+        if problem is not None:
+            raise InconsistentPartitionsError(problem)
         files = find_parts(db_dir)
-        lock = DirLock(files[0]) if not readonly and 0 in files else None
+        check_writable(db_dir, files)
+        lock = DirLock(files[0])
+        try:
+            return cls._connect(db_dir, files, connect=lambda path: connect_rw(path, "NORMAL"),
+                                lock=lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def inspect(cls, db_dir: Path | str, accepted: tuple[int, ...] = (SCHEMA_VERSION,)) -> (
+        RecoveryStore
+    ):
+        """Open ``db_dir`` read-only, without locking it: never writes, even while a run does.
+
+        ``accepted`` are the formats to open (the upgrade also opens older ones).
+        """
+        db_dir = Path(db_dir)
+        return cls._connect(db_dir, find_parts(db_dir), connect=connect_ro, lock=None,
+                            accepted=accepted)
+
+    @classmethod
+    def _connect(
+        cls,
+        db_dir: Path,
+        files: dict[int, Path],
+        *,
+        connect: Callable[[Path], sqlite3.Connection],
+        lock: DirLock | None,
+        accepted: tuple[int, ...] = (SCHEMA_VERSION,),
+    ) -> RecoveryStore:
+        metas = {index: read_meta(path) for index, path in files.items()}
+        check_versions(db_dir, files, metas, accepted)
+        count = check_set(db_dir, files, metas)
         parts: list[_Partition] = []
         try:
-            metas = {index: read_meta(path) for index, path in files.items()}
-            count = check_set(db_dir, files, metas)
-            if route is None and count > 1 and not readonly:
-                from fastflow._cext.routing import stable_hash
-
-                route = stable_hash
             for index in range(count):
                 path = files[index]
-                conn = connect_ro(path) if readonly else connect_rw(path, str(synchronous))
-                parts.append(_Partition(index, path, conn, 0, threading.Lock()))
-                parts[-1].gc_horizon = _horizon(conn)
+                parts.append(_Partition(index, path, connect(path)))
         except BaseException:
             for part in parts:
                 part.conn.close()
-            if lock is not None:
-                lock.release()
             raise
-        return cls(db_dir, metas, parts, route, lock)
+        return cls(db_dir, metas[0], parts, lock)
 
     def __enter__(self) -> RecoveryStore:
         """Close on leaving the block, so the lock never outlives its user."""
@@ -350,85 +257,125 @@ class RecoveryStore:
                         part.conn.execute("PRAGMA busy_timeout=1000")
                         part.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
                         part.conn.execute("PRAGMA journal_mode=DELETE").fetchall()
-                except sqlite3.OperationalError:
-                    pass  # a reader holds the file: its -wal stays, which is harmless
+                except sqlite3.Error:
+                    pass  # a reader holds the file, or the disk is full: the -wal stays
                 finally:
                     part.conn.close()
         finally:
             if self._lock is not None:
                 self._lock.release()
 
-    def partition_of(self, state_key: str) -> int:
-        """Return the partition index of ``state_key``: ``route(state_key) % part_count``."""
-        if self.part_count == 1:
-            return 0
-        assert self._route is not None
-        return self._route(state_key) % self.part_count
+    # Reading.
 
-    def _plan(self) -> _Plan:
+    def plan(self) -> Plan:
         """Compute what a resume now would do, reading only."""
-        seen = []  # per partition: (it, last execution, lowest frontier, horizon, frontiers)
+        seen = []  # per partition: (it, last execution, lowest frontier, frontiers)
         for part in self._parts:
-            with part.lock:
-                conn = part.conn
-                (last,) = conn.execute("SELECT max(execution) FROM executions").fetchone()
-                fronts = dict(
-                    conn.execute(
-                        "SELECT worker_index, epoch FROM frontiers WHERE execution = ?", (last,)
-                    )
+            conn = part.conn
+            (last,) = conn.execute("SELECT max(execution) FROM executions").fetchone()
+            fronts = dict(
+                conn.execute(
+                    "SELECT worker_index, epoch FROM frontiers WHERE execution = ?", (last,)
                 )
-                low = min(fronts.values(), default=1)
-                if last is not None and not fronts:
-                    (low,) = conn.execute(
-                        "SELECT resume_epoch FROM executions WHERE execution = ?", (last,)
-                    ).fetchone()
-                seen.append((part, last, low, _horizon(conn), fronts))
-        epoch = min(low for _, _, low, _, _ in seen)
+            )
+            low = min(fronts.values(), default=1)
+            if last is not None and not fronts:
+                (low,) = conn.execute(
+                    "SELECT resume_epoch FROM executions WHERE execution = ?", (last,)
+                ).fetchone()
+            seen.append((part, last, low, fronts))
+        epoch = min(low for _, _, low, _ in seen)
         last_execution = max((last for _, last, *_ in seen if last is not None), default=None)
         frontiers: dict[int, int] = {}
-        for _, last, _, _, fronts in seen:
+        for _, last, _, fronts in seen:
             if last == last_execution:
                 for worker, front in fronts.items():
                     frontiers[worker] = min(front, frontiers.get(worker, front))
         problem = None
-        collected = [(p, h) for p, _, _, h, _ in seen if h >= epoch]
+        collected = [p for p in self._parts if p.gc_horizon >= epoch]
         if collected:
-            limiting = next(p for p, _, low, _, _ in seen if low == epoch)
+            limiting = next(p for p, _, low, _ in seen if low == epoch)
             problem = (
                 f"cannot resume {self.db_dir}: {limiting.path.name} can only resume from "
-                f"epoch {epoch}, but "
-                + ", ".join(f"{p.path.name} (up to epoch {h})" for p, h in collected)
-                + " already garbage-collected snapshots that resume needs: the partitions come "
+                f"epoch {epoch}, but {len(collected)} partition(s) ("
+                + ", ".join(f"{p.path.name} up to epoch {p.gc_horizon}" for p in collected[:3])
+                + (", ..." if len(collected) > 3 else "")
+                + ") already garbage-collected state that resume needs: the partitions come "
                 "from different points in time. Restore all partitions from the same backup"
             )
-        return _Plan(
+        return Plan(
             execution=0 if last_execution is None else last_execution + 1,
             epoch=epoch,
-            last_execution=last_execution,
             frontiers=tuple(frontiers[w] for w in sorted(frontiers)),
             problem=problem,
         )
 
+    def executions(self) -> list[Execution]:
+        """Every execution recorded in any partition, oldest first."""
+        found: dict[int, Execution] = {}
+        for part in self._parts:
+            for row in part.conn.execute(
+                "SELECT execution, worker_count, resume_epoch, started_at FROM executions"
+            ):
+                found.setdefault(row[0], Execution(*row))
+        return [found[n] for n in sorted(found)]
+
+    def changes_to_apply(
+        self, index: int, before_epoch: int
+    ) -> Iterator[tuple[int, str, str, int, bytes]]:
+        """``(epoch, kind, step_id, key_count, blob)`` of partition ``index`` in apply order.
+
+        Why: applying them in order (each blob's set, then its deletions) gives the state of
+        this partition's keys as of the end of epoch ``before_epoch - 1``.
+        """
+        self._check_open()
+        conn = self._parts[index].conn
+        (base,) = conn.execute(_NEWEST_BASE_SQL, (before_epoch - 1,)).fetchone()
+        params = {"r": before_epoch, "b": 0 if base is None else base}
+        yield from conn.execute(_APPLY_SQL, params)
+
+    def load_changes(self, before_epoch: int) -> Iterator[tuple[str, bytes]]:
+        """Yield ``(step_id, blob)`` of every partition in apply order: the whole restore.
+
+        A step spread over several partitions comes from each, with disjoint keys.
+        """
+        for index in range(self.part_count):
+            for _, _, step_id, _, blob in self.changes_to_apply(index, before_epoch):
+                yield step_id, blob
+
+    def stored_change_sets(self, index: int) -> list[tuple[str, int, int]]:
+        """``(step_id, change sets, bytes)`` kept in partition ``index``, backup window included."""
+        return self._parts[index].conn.execute(
+            "SELECT step_id, count(*), sum(length(blob)) FROM changesets GROUP BY step_id"
+        ).fetchall()
+
+    def partition_stats(self, index: int) -> tuple[int, int]:
+        """``(bytes on disk, GC horizon)`` of partition ``index``."""
+        part = self._parts[index]
+        size = sum(_file_size(Path(f"{part.path}{suffix}")) for suffix in ("", "-wal"))
+        return size, part.gc_horizon
+
+    # Writing.
+
     def start_execution(self, worker_count: int) -> ResumeFrom:
         """Record a new execution of ``worker_count`` workers and return where it resumes.
 
-        Why here: the resume epoch, the cleanup of a crashed half-commit (rows at or after
-        the resume epoch are deleted) and the new frontiers must agree in every partition.
-        Raises ``InconsistentPartitionsError`` when some partition already garbage-collected
-        snapshots this resume needs.
+        Why here: the resume epoch, the cleanup of a crashed half-commit (change sets at or
+        after the resume epoch are deleted) and the new frontiers must agree in every
+        partition.
         """
         self._check_open()
         if self._execution is not None:
             raise RecoveryError("start_execution was already called on this store")
         if isinstance(worker_count, bool) or operator.index(worker_count) < 1:
             raise ValueError(f"worker_count must be >= 1, got {worker_count!r}")
-        plan = self._plan()
+        plan = self.plan()
         if plan.problem is not None:
             raise InconsistentPartitionsError(plan.problem)
         started = now_iso()
         for part in self._parts:
-            with part.lock, transaction(part.conn) as conn:
-                conn.execute("DELETE FROM snapshots WHERE epoch >= ?", (plan.epoch,))
+            with self._writing(part, f"starting execution {plan.execution}") as conn:
+                conn.execute("DELETE FROM changesets WHERE epoch >= ?", (plan.epoch,))
                 conn.execute(
                     "INSERT OR REPLACE INTO executions VALUES (?, ?, ?, ?)",
                     (plan.execution, worker_count, plan.epoch, started),
@@ -442,166 +389,177 @@ class RecoveryStore:
         self._resume_epoch = plan.epoch
         return ResumeFrom(execution=plan.execution, epoch=plan.epoch)
 
-    def load(self, before_epoch: int) -> Iterator[tuple[str, str, bytes]]:
-        """Yield ``(step_id, state_key, blob)``: each key's newest snapshot before ``before_epoch``.
-
-        Why: this is the whole restore of a resume. Keys whose newest snapshot is a
-        tombstone are skipped. See ``load_by_step`` for the same data without the tuples.
-        """
-        for step_id, newest in self.load_by_step(before_epoch):
-            for state_key, blob in newest.items():
-                yield step_id, state_key, blob
-
-    def load_by_step(self, before_epoch: int) -> Iterator[tuple[str, dict[str, bytes]]]:
-        """Yield ``(step_id, {state_key: blob})`` like ``load``, one dict per step and partition.
-
-        Why: a resume may restore millions of keys; one ordered scan per step straight into a
-        dict is the cheapest way through the sqlite3 module. A step spread over several
-        partitions comes once per partition, with disjoint keys.
-        """
-        self._check_open()
-        for part in self._parts:
-            steps = [step_id for (step_id,) in part.conn.execute(_STEPS_SQL)]
-            for step_id in steps:
-                newest = dict(part.conn.execute(_LOAD_SQL, (step_id, before_epoch)))
-                if None in newest.values():
-                    newest = {key: blob for key, blob in newest.items() if blob is not None}
-                if newest:
-                    yield step_id, newest
-
-    def commit_epoch(
+    def commit(
         self,
         epoch: int,
-        worker_index: int,
-        rows: Iterable[Row],
+        workers: Iterable[int],
+        changes: list[list[ChangeSet]],
         gc_before: int | None,
     ) -> None:
-        """Durably record one worker's changed keys of ``epoch`` and advance its frontier.
+        """Durably record ``epoch``'s change sets and advance the frontiers of ``workers``.
 
-        Why one transaction per partition: a partition then holds an epoch's rows and the
-        frontier that covers them, or neither. ``rows`` are ``(step_id, state_key, blob)``,
-        blob None for a discarded key. ``gc_before`` (None = no GC) collects superseded
-        snapshots at or below it (see the module docstring); it is capped below the lowest
-        frontier of this partition's workers so a resume stays possible.
+        ``changes[i]`` are partition ``i``'s change sets. Why one transaction per partition:
+        a partition then holds an epoch's change sets and the frontiers that cover them, or
+        neither. ``gc_before`` (None = no GC) collects what only resumes at or below it
+        need (see the module docstring), capped below the lowest frontier so that a resume
+        always stays possible.
         """
-        count = self.part_count
-        if count == 1:
-            self._commit_partition(0, epoch, worker_index, rows, gc_before)
-            return
-        route = self._route
-        assert route is not None
-        buckets: list[list[Row]] = [[] for _ in range(count)]
-        for row in rows:
-            buckets[route(row[1]) % count].append(row)
-        for index, bucket in enumerate(buckets):
-            self._commit_partition(index, epoch, worker_index, bucket, gc_before)
+        self._check_started()
+        epoch = operator.index(epoch)
+        if epoch < self._resume_epoch:
+            raise ValueError(
+                f"cannot commit epoch {epoch}: this execution resumed at {self._resume_epoch}"
+            )
+        workers = list(workers)
+        for worker in workers:
+            if not 0 <= worker < self._worker_count:
+                raise ValueError(f"worker index {worker} out of range({self._worker_count})")
+        if len(changes) != self.part_count:
+            raise ValueError(f"expected change sets for {self.part_count} partitions")
+        for part, sets in zip(self._parts, changes, strict=True):
+            self._commit_partition(part, epoch, workers, sets, gc_before)
 
     def _commit_partition(
         self,
-        index: int,
+        part: _Partition,
         epoch: int,
-        worker_index: int,
-        rows: Iterable[Row],
+        workers: list[int],
+        sets: list[ChangeSet],
         gc_before: int | None,
     ) -> None:
         """Commit to one partition; tests call it alone to simulate a crash between them."""
-        self._check_open()
-        if self._execution is None:
-            raise RecoveryError("call start_execution before commit_epoch")
-        epoch = operator.index(epoch)
-        if not 0 <= worker_index < self._worker_count:
-            raise ValueError(f"worker_index {worker_index} out of range({self._worker_count})")
-        part = self._parts[index]
-        if epoch < self._resume_epoch or epoch <= part.gc_horizon:
-            raise ValueError(
-                f"cannot commit epoch {epoch}: this execution resumed at "
-                f"{self._resume_epoch} and {part.path.name} is collected up to "
-                f"{part.gc_horizon}"
-            )
-        insert = f"INSERT OR REPLACE INTO snapshots VALUES (?, ?, {epoch:d}, ?)"
         horizon = None
-        with part.lock, transaction(part.conn) as conn:
-            conn.executemany(insert, rows)
-            conn.execute(
+        with self._writing(part, f"committing epoch {epoch}") as conn:
+            if sets:
+                older = conn.execute(
+                    "SELECT 1 FROM changesets WHERE epoch < ? LIMIT 1", (epoch,)
+                ).fetchone()
+                kind = "delta" if older else "base"
+                conn.executemany(
+                    f"INSERT OR REPLACE INTO changesets"
+                    f" VALUES ({epoch:d}, '{kind}', ?, ?, ?, ?, ?)",
+                    sets,
+                )
+            conn.executemany(
                 "UPDATE frontiers SET epoch = max(epoch, ?)"
                 " WHERE execution = ? AND worker_index = ?",
-                (epoch + 1, self._execution, worker_index),
+                [(epoch + 1, self._execution, worker) for worker in workers],
             )
             if gc_before is not None:
-                horizon = self._collect(part, conn, gc_before)
+                horizon = self._collect(part, gc_before)
         if horizon is not None:
             part.gc_horizon = horizon
 
-    def _collect(self, part: _Partition, conn: sqlite3.Connection, gc_before: int) -> int | None:
+    def _collect(self, part: _Partition, gc_before: int) -> int | None:
         """GC inside the commit's transaction; return the new horizon if it moved."""
+        conn = part.conn
         (low,) = conn.execute(
             "SELECT min(epoch) FROM frontiers WHERE execution = ?", (self._execution,)
         ).fetchone()
         g = min(operator.index(gc_before), low - 1)
-        done = part.gc_horizon
-        if g <= done:
+        (base,) = conn.execute(_NEWEST_BASE_SQL, (g,)).fetchone()
+        if base is None or base <= part.gc_horizon:
             return None
-        params = {"done": done, "g": g}
-        # A key has one row per epoch, so when every row up to g is from the same epoch
-        # none is superseded: skip the pass, which costs a B-tree seek per row in (done, g]
-        # (~0.6 s for 1M rows; the first commit after a run that fit in one epoch).
-        lowest, highest = conn.execute(_EPOCH_SPAN_SQL, params).fetchone()
-        if lowest != highest:
-            conn.execute(_GC_SUPERSEDED_SQL, params)
-        conn.execute(_GC_TOMBSTONES_SQL, params)
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'gc_horizon'", (g,))
-        return g
-
-    def status(self) -> StoreStatus:
-        """Return what a resume now would do and what the store holds; reads only."""
-        self._check_open()
-        plan = self._plan()
-        executions: dict[int, ExecutionStatus] = {}
-        rows: dict[str, list[int]] = {}
-        partitions = []
-        for part in self._parts:
-            with part.lock:
-                conn = part.conn
-                conn.execute("BEGIN")  # one consistent read of the partition
-                try:
-                    for number, workers, resume, started in conn.execute(
-                        "SELECT execution, worker_count, resume_epoch, started_at FROM executions"
-                    ):
-                        executions.setdefault(
-                            number, ExecutionStatus(number, workers, resume, started)
-                        )
-                    for step_id, count, size in conn.execute(
-                        "SELECT step_id, count(*), coalesce(sum(length(blob)), 0)"
-                        " FROM snapshots GROUP BY step_id"
-                    ):
-                        stats = rows.setdefault(step_id, [0, 0, 0])
-                        stats[1] += count
-                        stats[2] += size
-                    for step_id, live in conn.execute(_LIVE_SQL, {"r": plan.epoch}):
-                        rows.setdefault(step_id, [0, 0, 0])[0] += live
-                    horizon = _horizon(conn)
-                finally:
-                    conn.execute("COMMIT")
-            size = sum(file_size(Path(f"{part.path}{suffix}")) for suffix in ("", "-wal"))
-            partitions.append(PartitionStatus(part.index, part.path, size, horizon))
-        return StoreStatus(
-            db_dir=self.db_dir,
-            init_id=self.init_id,
-            created_at=self.created_at,
-            partitions=tuple(partitions),
-            executions=tuple(executions[n] for n in sorted(executions)),
-            frontiers=plan.frontiers,
-            resume_epoch=plan.epoch,
-            gc_horizon=max(p.gc_horizon for p in partitions),
-            steps=tuple(StepStatus(s, *rows[s]) for s in sorted(rows)),
-            problem=plan.problem,
+        conn.execute(
+            "DELETE FROM changesets WHERE epoch < ? OR (epoch = ? AND kind = 'delta')",
+            (base, base),
         )
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'gc_horizon'", (base,))
+        return int(base)
+
+    def compact(self, index: int, *, force: bool = False) -> bool:
+        """Fold partition ``index``'s deltas into a new base if they outgrew the last one.
+
+        Returns whether it did. The new base is at the last epoch every worker of this
+        execution has committed here; the deltas folded stay until GC passes the base, so
+        the backup window keeps working. ``force`` folds whatever deltas there are.
+        """
+        self._check_started()
+        part = self._parts[index]
+        conn = part.conn
+        (low,) = conn.execute(
+            "SELECT min(epoch) FROM frontiers WHERE execution = ?", (self._execution,)
+        ).fetchone()
+        at = low - 1
+        (base,) = conn.execute(_NEWEST_BASE_SQL, (at,)).fetchone()
+        base = 0 if base is None else base
+        base_bytes, delta_bytes, deltas = conn.execute(
+            "SELECT coalesce(sum(length(blob)) FILTER (WHERE kind = 'base' AND epoch = :b), 0),"
+            " coalesce(sum(length(blob)) FILTER (WHERE kind = 'delta'), 0),"
+            " count(*) FILTER (WHERE kind = 'delta')"
+            " FROM changesets WHERE epoch >= :b AND epoch <= :at",
+            {"b": base, "at": at},
+        ).fetchone()
+        if not deltas or not (force or delta_bytes > base_bytes or deltas > MAX_DELTAS):
+            return False
+        merged: dict[str, dict[str, object]] = {}
+        for _, _, step_id, _, blob in self.changes_to_apply(index, at + 1):
+            changes = orjson.loads(blob)
+            live = merged.setdefault(step_id, {})
+            live.update(changes["set"])
+            for key in changes["del"]:
+                live.pop(key, None)
+        rows = [
+            (step_id, chunk, len(keys), _dump_base({k: live[k] for k in keys}))
+            for step_id, live in merged.items()
+            for chunk, keys in enumerate(_chunks(list(live)) or [[]])
+        ]
+        with self._writing(part, f"compacting up to epoch {at}") as conn:
+            conn.execute("DELETE FROM changesets WHERE epoch = ?", (at,))
+            conn.executemany(
+                f"INSERT INTO changesets VALUES ({at:d}, 'base', ?, 0, ?, ?, ?)", rows
+            )
+        return True
+
+    def _writing(self, part: _Partition, what: str) -> AbstractContextManager[sqlite3.Connection]:
+        self._check_open()
+        if self._lock is None:
+            raise RecoveryError(f"the recovery store {self.db_dir} was opened read-only")
+        return _writing(self.db_dir, part, what)
 
     def _check_open(self) -> None:
         if self._closed:
             raise RecoveryError(f"the recovery store {self.db_dir} is closed")
 
+    def _check_started(self) -> None:
+        self._check_open()
+        if self._execution is None:
+            raise RecoveryError("call start_execution first")
 
-def _horizon(conn: sqlite3.Connection) -> int:
+
+@contextmanager
+def _writing(db_dir: Path, part: _Partition, what: str) -> Iterator[sqlite3.Connection]:
+    """One write transaction on a partition; a failed write names the store and what it did.
+
+    Why: a disk-full or I/O error deep in SQLite must reach the user as one line saying
+    which store could not be written, and that the last committed epoch stands.
+    """
+    try:
+        with transaction(part.conn) as conn:
+            yield conn
+    except sqlite3.Error as ex:
+        raise StoreWriteError(
+            f"cannot write the recovery store {db_dir} ({part.path.name}) while {what}: {ex}; "
+            "nothing of it was kept, the store holds its last committed epoch"
+        ) from ex
+
+
+def _dump_base(states: dict[str, object]) -> bytes:
+    return orjson.dumps({"set": states, "del": []})
+
+
+def _chunks(keys: list[str]) -> list[list[str]]:
+    return [keys[i : i + CHUNK_KEYS] for i in range(0, len(keys), CHUNK_KEYS)]
+
+
+def horizon_of(conn: sqlite3.Connection) -> int:
+    """The GC horizon a partition records: resumes at or before it are impossible."""
     row = conn.execute("SELECT value FROM meta WHERE key = 'gc_horizon'").fetchone()
     return int(row[0]) if row else 0
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -19,8 +19,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from fastflow._cext import codec
-from fastflow._cext.routing import split_by_worker, split_keys
+from fastflow._cext.routing import split_by_worker, split_dict
+from fastflow._engine.committer import EpochCommitter
 from fastflow._engine.exchange import Exchange, RoundRobin, Split, fan_out, local, nothing
 from fastflow._engine.io import InputNode, OutputNode
 from fastflow._engine.nodes import (
@@ -32,10 +32,10 @@ from fastflow._engine.nodes import (
     Node,
     PassNode,
     Push,
-    Row,
     StatefulNode,
 )
 from fastflow._engine.plan import CoreStep, flatten
+from fastflow._engine.snapshot import Recorded, Resume, encode_epoch, load_resume
 from fastflow._engine.store import RecoveryStore
 from fastflow.dataflow import Dataflow
 from fastflow.inputs import AbortExecution
@@ -49,8 +49,7 @@ _SMALLEST_EPOCH = timedelta(microseconds=1)
 # without saying when to come back: long enough not to spin a core.
 _IDLE_POLL_SECONDS = 0.001
 
-Commit = Callable[[int, int, List[Row]], None]  # (epoch, worker index, rows)
-Resume = Dict[str, Dict[str, bytes]]  # step id -> state key -> snapshot
+Commit = Callable[[int, List[Tuple[int, Recorded]], bool], None]  # epoch, what changed, last?
 Edge = Callable[[int], Tuple[Push, End]]  # worker index -> emit and end into a consumer
 
 
@@ -101,12 +100,10 @@ class Worker:
         self.nodes.append(node)
         return node
 
-    def snapshot_rows(self) -> List[Row]:
-        """What this worker commits at the end of an epoch."""
-        rows: List[Row] = []
-        for node in (*self.inputs, *self.stateful, *self.outputs):
-            rows.extend(node.snapshot_rows())
-        return rows
+    def recorded(self) -> List[Tuple[int, Recorded]]:
+        """``(worker index, node)`` of every node whose state this worker commits."""
+        index = self.clock.worker_index
+        return [(index, node) for node in (*self.inputs, *self.stateful, *self.outputs)]
 
 
 def _split(step: CoreStep, nodes: Sequence[Node]) -> Optional[Split]:
@@ -138,16 +135,10 @@ def _share(step: CoreStep, resume: Resume, count: int) -> List[Dict[str, Any]]:
     Keyed state goes to the worker owning the key (whatever the worker count
     was when it was written); sources and sinks pick their own partitions.
     """
-    blobs = resume.get(step.step_id, {})
-    if step.kind == "stateful_batch":
-        if count == 1 or not blobs:
-            return [blobs] * count
-        shares: List[Dict[str, bytes]] = [{} for _ in range(count)]
-        keys = list(blobs)
-        for key, owner in zip(keys, split_keys(keys, count), strict=True):
-            shares[owner][key] = blobs[key]
-        return shares  # type: ignore[return-value]
-    return [{key: codec.decode(blob) for key, blob in blobs.items()}] * count
+    states = resume.get(step.step_id, {})
+    if step.kind == "stateful_batch" and count > 1 and states:
+        return split_dict(states, count)
+    return [states] * count
 
 
 def _build(
@@ -225,11 +216,11 @@ class Workers:
                 if not live:
                     break
                 if time.monotonic() >= deadline:
-                    self._close_epoch(commit)
+                    self._close_epoch(commit, last=False)
                     deadline = time.monotonic() + interval
                 if not worked:
                     self._sleep(live, timed, deadline)
-            self._close_epoch(commit)
+            self._close_epoch(commit, last=True)
         except AbortExecution:
             return
         finally:
@@ -243,13 +234,13 @@ class Workers:
             if due is not None and due <= now:
                 node.notify(now)
 
-    def _close_epoch(self, commit: Optional[Commit]) -> None:
+    def _close_epoch(self, commit: Optional[Commit], *, last: bool) -> None:
         """Close the epoch on every worker together (the aligned barrier is the round's end)."""
+        if commit is not None:
+            recorded = [entry for worker in self.workers for entry in worker.recorded()]
+            commit(self.workers[0].clock.epoch, recorded, last)
         for worker in self.workers:
-            clock = worker.clock
-            if commit is not None:
-                commit(clock.epoch, clock.worker_index, worker.snapshot_rows())
-            clock.epoch += 1
+            worker.clock.epoch += 1
 
     def _sleep(self, live: List[InputNode], timed: List[StatefulNode], deadline: float) -> None:
         """Wait for the first thing that can happen: a poll, a notification or the epoch end."""
@@ -286,12 +277,17 @@ def run_flow(
     backup_epochs = math.ceil(backup / max(interval, _SMALLEST_EPOCH))
     with RecoveryStore.open(recovery_config.db_dir) as store:
         start = store.start_execution(worker_count=worker_count)
-        resume: Resume = {}
-        for step_id, blobs in store.load_by_step(start.epoch):
-            resume.setdefault(step_id, {}).update(blobs)
-        workers = Workers(plan, worker_count, start.epoch, interval, resume, recording=True)
+        committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
+        try:
+            committer.compact()  # what the last run left, while this one starts
+            resume = load_resume(store, start.epoch)
+            workers = Workers(plan, worker_count, start.epoch, interval, resume, recording=True)
 
-        def commit(epoch: int, worker_index: int, rows: List[Row]) -> None:
-            store.commit_epoch(epoch, worker_index, rows, gc_before=epoch - 1 - backup_epochs)
+            def commit(epoch: int, recorded: List[Tuple[int, Recorded]], last: bool) -> None:
+                changes = encode_epoch(recorded, store.part_count)
+                committer.commit(epoch, changes, last=last)
 
-        workers.run(commit)
+            workers.run(commit)
+            committer.wait()
+        finally:
+            committer.close()
