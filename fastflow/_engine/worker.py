@@ -14,6 +14,7 @@ have ended, the last epoch is closed the same way and the run is over.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from datetime import datetime, timedelta, timezone
@@ -218,10 +219,13 @@ class Workers:
                 for node in live:
                     worked |= node.poll(None)
                 live = [node for node in live if node.live]
-                if timed:
-                    self._notify(timed)
-                for step in nodes:
-                    step.run()
+                due = self._due(timed) if timed else None
+                if due:
+                    for step in nodes:
+                        due.get(step, step.run)()  # a step with due keys notifies in its turn
+                else:
+                    for step in nodes:
+                        step.run()
                 if not live:
                     break
                 if time.monotonic() >= deadline:
@@ -236,12 +240,29 @@ class Workers:
             for closable in (*self.inputs, *self.outputs):
                 closable.close()
 
-    def _notify(self, timed: List[StatefulNode]) -> None:
+    def _due(self, timed: List[StatefulNode]) -> dict[Node, Callable[[], None]]:
+        """The turn, with notifications, of each step that has keys due by now."""
         now = datetime.now(timezone.utc)
-        for node in timed:
-            due = node.next_notify()
-            if due is not None and due <= now:
-                node.notify(now)
+        return {
+            node: functools.partial(self._notifying_turn, node, now)
+            for node in timed
+            if (at := node.next_notify()) is not None and at <= now
+        }
+
+    @staticmethod
+    def _notifying_turn(node: StatefulNode, now: datetime) -> None:
+        """Take the turn of a step with keys due by ``now``, in Bytewax's order.
+
+        ``on_batch`` for what reached the step this round, then ``on_notify``
+        for the due keys, then (at the end of input) ``on_eof``; the emits of
+        all of them go downstream in this round, in that order.
+        """
+        if any(node.inboxes):
+            node.run()
+            node.notify(now)
+        else:  # nothing arrived: notify before a possible end of input
+            node.notify(now)
+            node.run()
 
     def _close_epoch(self, commit: Optional[Commit]) -> None:
         """Close the epoch on every worker together (the aligned barrier is the round's end)."""
