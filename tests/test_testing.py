@@ -236,6 +236,63 @@ def test_abort_skips_the_final_flush_of_stateful_steps() -> None:
     assert out == []
 
 
+# Stateful logic: notifications due in the round an item arrives.
+
+
+class _Notified(op.StatefulBatchLogic):
+    """Asks to be notified at once after its first batch, then records every call."""
+
+    def __init__(self, calls: List[Any]) -> None:
+        self.calls = calls
+        self.notified = False
+
+    def on_batch(self, values: List[Any]) -> Any:
+        self.calls.append(("on_batch", values))
+        return [("batch", values)], False
+
+    def on_notify(self) -> Any:
+        self.calls.append(("on_notify",))
+        self.notified = True
+        return ["notified"], False
+
+    def on_eof(self) -> Any:
+        self.calls.append(("on_eof",))
+        return ["eof"], True
+
+    def notify_at(self) -> Optional[datetime]:
+        due = not self.notified and any(call[0] == "on_batch" for call in self.calls)
+        return datetime(2000, 1, 1, tzinfo=timezone.utc) if due else None
+
+    def snapshot(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_due_notification_comes_after_the_rounds_batch_and_before_eof(workers: int) -> None:
+    calls: List[Any] = []
+    out: List[Any] = []
+    flow = Dataflow("df")
+    s = op.input("inp", flow, TestingSource([("k", 1), ("k", 2), ("k", 3)]))
+    logic = op.stateful_batch("logic", s, lambda _resume: _Notified(calls))
+    op.output("out", logic, TestingSink(out))
+    cluster_main(flow, [], 0, worker_count_per_proc=workers)
+    # The notification asked for after [1] is due by the next round, which brings [2]:
+    # on_batch([2]) first, then on_notify, their emits in that order (as in Bytewax).
+    assert calls == [("on_batch", [1]), ("on_batch", [2]), ("on_notify",), ("on_batch", [3]),
+                     ("on_eof",)]
+    assert out == [("k", ("batch", [1])), ("k", ("batch", [2])), ("k", "notified"),
+                   ("k", ("batch", [3])), ("k", "eof")]
+
+
+def test_a_notification_due_at_the_end_of_input_comes_before_eof() -> None:
+    calls: List[Any] = []
+    flow = Dataflow("df")
+    s = op.input("inp", flow, TestingSource([("k", 1)]))
+    op.output("out", op.stateful_batch("logic", s, lambda _r: _Notified(calls)), TestingSink([]))
+    run_main(flow)
+    assert calls == [("on_batch", [1]), ("on_notify",), ("on_eof",)]
+
+
 # PAUSE.
 
 
