@@ -11,7 +11,7 @@ import pytest
 import fastflow.operators as op
 import fastflow.testing as testing
 from fastflow.dataflow import Dataflow
-from fastflow.inputs import StatelessSourcePartition
+from fastflow.inputs import AbortExecution, StatelessSourcePartition
 from fastflow.testing import (
     TestingSink,
     TestingSource,
@@ -206,6 +206,25 @@ def test_a_fresh_abort_marker_aborts_again() -> None:
     run_main(_running_sum_flow([5, ABORT(), 6], out))
     run_main(_running_sum_flow([5, ABORT(), 6], out))
     assert out == [("ALL", 5), ("ALL", 5)]
+
+
+def test_a_fired_abort_is_skipped_and_the_batch_fills_past_it() -> None:
+    # As in Bytewax: the snapshot after [0, 1], resumed with the marker fired, gives [2, 3].
+    items = [0, 1, 2, ABORT(), 3, 4]
+    part = _part(items, 2)
+    assert part.next_batch() == [0, 1]
+    resume_state = part.snapshot()
+    assert part.next_batch() == [2]
+    with pytest.raises(AbortExecution):
+        part.next_batch()
+    assert _drain(_part(items, 2, resume_state)) == [[2, 3], [4]]
+    assert _drain(_part(items, 2)) == [[0, 1], [2, 3], [4]]
+
+
+def test_a_fired_abort_is_skipped_at_the_start_and_the_end_of_a_batch() -> None:
+    first, last = ABORT(_triggered=True), ABORT(_triggered=True)
+    assert _drain(_part([first, 1, 2, 3, last], 2)) == [[1, 2], [3]]
+    assert _drain(_part([first, last], 2)) == []
 
 
 def test_abort_cuts_the_batch_short() -> None:
