@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from fastflow._cext import codec
 from fastflow._cext.routing import split_by_worker, split_keys
 from fastflow._engine.exchange import Exchange, RoundRobin, Split, fan_out, local, nothing
-from fastflow._engine.io import InputNode, OutputNode
+from fastflow._engine.io import InputNode, OutputNode, output_node
 from fastflow._engine.nodes import (
     BranchNode,
     Clock,
@@ -35,6 +35,7 @@ from fastflow._engine.nodes import (
     Push,
     Row,
     StatefulNode,
+    stateful_node,
 )
 from fastflow._engine.plan import CoreStep, flatten
 from fastflow._engine.store import RecoveryStore
@@ -77,8 +78,9 @@ class Worker:
             return None
         node: Node
         if kind == "output":
-            node = OutputNode(step_id, args["sink"], self.clock, resume, nothing)
-            self.outputs.append(node)  # type: ignore[arg-type]
+            output = output_node(step_id, args["sink"], self.clock, resume, nothing)
+            self.outputs.append(output)
+            node = output
         elif kind == "flat_map_batch":
             node = FlatMapBatchNode(step_id, args["mapper"], down, end)
         elif kind == "branch":
@@ -94,9 +96,10 @@ class Worker:
         elif kind == "inspect_debug":
             node = InspectDebugNode(step_id, args["inspector"], self.clock, down, end)
         elif kind == "stateful_batch":
-            node = StatefulNode(step_id, args["builder"], down, end, recording)
-            node.restore(resume)
-            self.stateful.append(node)
+            stateful = stateful_node(step_id, args["builder"], down, end, recording)
+            stateful.restore(resume)
+            self.stateful.append(stateful)
+            node = stateful
         else:
             raise AssertionError(f"unknown core step kind {kind!r}")
         self.nodes.append(node)
