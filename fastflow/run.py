@@ -49,14 +49,6 @@ def _seconds(text: str) -> timedelta:
     return value
 
 
-def _positive_seconds(text: str) -> timedelta:
-    """Parse a number of seconds > 0."""
-    value = _seconds(text)
-    if not value:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
-    return value
-
-
 def _positive_int(text: str) -> int:
     """Parse a whole number >= 1."""
     try:
@@ -85,9 +77,10 @@ _OPTIONS = {
         "snapshotted there every epoch and the run resumes from the last snapshot",
     ),
     "snapshot_interval": _Option(
-        ("-s", "--snapshot-interval"), "SECONDS", _positive_seconds,
+        ("-s", "--snapshot-interval"), "SECONDS", _seconds,
         "FASTFLOW_SNAPSHOT_INTERVAL", "10",
-        "length of an epoch: how often state is snapshotted (default: 10)",
+        "length of an epoch: how often state is snapshotted; 0 snapshots at the end of "
+        "every round, as often as possible (default: 10)",
     ),
     "backup_interval": _Option(
         ("-b", "--backup-interval"), "SECONDS", _seconds, "FASTFLOW_BACKUP_INTERVAL", "0",

@@ -184,27 +184,49 @@ class _IterPartition(StatefulSourcePartition[X, Any]):
         return chunk
 
     def next_batch(self) -> List[X]:
+        """Up to ``batch_size`` items; a marker ends the batch early and acts on the next call.
+
+        An ``ABORT`` that has already fired is skipped as if it were not there
+        (the batch goes on filling), as in Bytewax.
+        """
         if self._ended:
             raise StopIteration()
         self._next_awake = None
-        chunk = self._peek(self._batch_size)
-        if not chunk:
-            self._ended = True
-            raise StopIteration()
-        at = index_of_type(chunk, _MARKERS)
-        if at != 0:
-            return self._consume(chunk if at < 0 else chunk[:at])
-        marker = self._consume(chunk[:1])[0]
-        if isinstance(marker, TestingSource.EOF):
-            self._ended = True
-            raise StopIteration()
-        if isinstance(marker, TestingSource.ABORT):
-            if not marker._triggered:
+        batch: List[Any] = []
+        while len(batch) < self._batch_size:
+            wanted = self._batch_size - len(batch)
+            chunk = self._peek(wanted)
+            if not chunk:
+                break
+            at = index_of_type(chunk, _MARKERS)
+            if at != 0:
+                taken = self._consume(chunk if at < 0 else chunk[:at])
+                if batch:
+                    batch += taken
+                else:
+                    batch = taken  # a new list from ``_peek``: no copy in the common case
+                if at < 0 and len(chunk) < wanted:
+                    break  # the input has no more
+                continue
+            marker = chunk[0]
+            if isinstance(marker, TestingSource.ABORT) and marker._triggered:
+                self._consume(chunk[:1])  # fired in an earlier execution
+                continue
+            if batch:
+                return batch  # the marker acts on the next call
+            self._consume(chunk[:1])
+            if isinstance(marker, TestingSource.EOF):
+                self._ended = True
+                raise StopIteration()
+            if isinstance(marker, TestingSource.ABORT):
                 marker._triggered = True
                 raise AbortExecution()
+            self._next_awake = datetime.now(timezone.utc) + marker.for_duration
             return []
-        self._next_awake = datetime.now(timezone.utc) + marker.for_duration
-        return []
+        if not batch:
+            self._ended = True
+            raise StopIteration()
+        return batch
 
     def next_awake(self) -> Optional[datetime]:
         return self._next_awake

@@ -420,8 +420,8 @@ def test_syntax_error_in_the_flow_file_is_one_line(tmp_path):
          "of seconds"),
         (["run", "-s", "-1", "f.py"], "argument -s/--snapshot-interval: '-1' must not be "
          "negative"),
-        (["run", "-s", "0", "f.py"], "argument -s/--snapshot-interval: '0' must be more than 0 "
-         "seconds"),
+        (["run", "-s", "-0.5", "f.py"], "argument -s/--snapshot-interval: '-0.5' must not be "
+         "negative"),
         (["run", "-s", "nan", "f.py"], "argument -s/--snapshot-interval: 'nan' is not a number "
          "of seconds"),
         (["run", "-b", "-5", "f.py"], "argument -b/--backup-interval: '-5' must not be negative"),
@@ -539,6 +539,23 @@ def test_recovery_directory_from_the_environment_makes_a_second_run_resume(tmp_p
     )
     # Without the variable the run starts from scratch.
     assert cmd("run", "recovery.py", cwd=tmp_path).stdout.splitlines()[-1] == "('ALL', 10)"
+
+
+@pytest.mark.parametrize(
+    "args, env",
+    [(["-s", "0"], {}), ([], {"FASTFLOW_SNAPSHOT_INTERVAL": "0"})],
+    ids=["option", "environment"],
+)
+def test_snapshot_interval_zero_snapshots_after_every_round(tmp_path, args, env):
+    # As with Bytewax's `-s 0`: every round closes an epoch, so a run that fails on its
+    # fourth item has committed the first three, and the fixed flow resumes after them.
+    flow_file = write(tmp_path / "recovery.py", RUNNING_SUM.format(inp=[1, 2, 3, "boom"]))
+    assert cmd("init-recovery", "db", 1, cwd=tmp_path).returncode == 0
+    failed = cmd("run", *args, "-r", "db", "recovery.py", cwd=tmp_path, env=env)
+    assert (failed.returncode, failed.stdout) == (1, "('ALL', 1)\n('ALL', 3)\n('ALL', 6)\n")
+    flow_file.write_text(RUNNING_SUM.format(inp=[1, 2, 3, 4]))
+    resumed = cmd("run", *args, "-r", "db", "recovery.py", cwd=tmp_path, env=env)
+    assert (resumed.returncode, resumed.stdout, resumed.stderr) == (0, "('ALL', 10)\n", "")
 
 
 @pytest.mark.parametrize(

@@ -305,6 +305,8 @@ def test_dynamic_source_that_ends_at_once() -> None:
 
 
 def test_stateless_partition_defaults() -> None:
+    # API surface: the base class's default methods, as in Bytewax (what a
+    # None wake time does in a run is checked in test_engine.py).
     part = _Counter([], 0, 1)
     assert part.next_awake() is None
     assert StatelessSourcePartition.close(part) is None
@@ -373,7 +375,7 @@ def test_source_raising_abort_execution_ends_the_run_quietly() -> None:
         def build(self, step_id: str, worker_index: int, worker_count: int) -> Aborting:
             return Aborting([[1], [2]])
 
-    assert issubclass(AbortExecution, RuntimeError)
+    assert issubclass(AbortExecution, RuntimeError)  # API surface, as in Bytewax
     assert _run_source(AbortingSource()) == [1, 2]
 
 
@@ -443,6 +445,7 @@ def test_fixed_partitioned_source_with_no_partitions() -> None:
 
 
 def test_stateful_partition_defaults() -> None:
+    # API surface: the base class's default methods, as in Bytewax.
     part = _Part("p", 1, 0, [])
     assert part.next_awake() is None
     assert StatefulSourcePartition.close(part) is None
@@ -584,7 +587,7 @@ def test_fixed_partitioned_sink_custom_part_fn() -> None:
 def test_fixed_partitioned_sink_needs_str_keyed_pairs(bad: Any) -> None:
     with pytest.raises(TypeError, match=r"step 'df\.out' requires `\(key, value\)`") as info:
         _run_to_sink([bad], _PartsSink(["p0"]))
-    assert isinstance(info.value, RoutingError)
+    assert isinstance(info.value, RoutingError)  # the exception class is API surface
     assert repr(bad) in str(info.value)
 
 

@@ -183,6 +183,7 @@ def test_split_by_worker_rejects_items_that_are_not_str_keyed_pairs(bad: Any) ->
     with pytest.raises(RoutingError) as info:
         split_by_worker([("ok", 1), bad], 2, "df.step")
     error = info.value
+    # API surface: callers (and Bytewax code) catch these as TypeError.
     assert isinstance(error, TypeError)
     assert (error.step_id, error.item) == ("df.step", bad)
     assert str(error) == (
@@ -251,6 +252,8 @@ def test_keyed_step_fed_a_bad_item_raises_type_error(
     with pytest.raises(TypeError) as info:
         run_items([("ok", 1), bad], build)
     error = info.value
+    # The exception classes are API surface: a bad item is the user's input,
+    # not a failure inside their code, so it is not wrapped in FastflowRuntimeError.
     assert not isinstance(error, FastflowRuntimeError)
     assert isinstance(error, RoutingError)
     assert (error.step_id, error.item) == (step, bad)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import fastflow.operators as op
 from fastflow._cext import codec, state
 from fastflow._cext.routing import RoutingError
-from fastflow._engine.nodes import StatefulNode
+from fastflow._engine.nodes import LogicStateNode, stateful_node
 from fastflow._engine.plan import flatten
 from fastflow.dataflow import Dataflow
 from fastflow.operators._logic import FoldBuilder, MapBuilder
@@ -389,11 +389,11 @@ def general(fast: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 class Run:
-    """A StatefulNode fed batch by batch, recording its output per batch."""
+    """A stateful_batch node fed batch by batch, recording its output per batch."""
 
     def __init__(self, builder: Callable[[Any], Any], resume: Dict[str, bytes]) -> None:
         self.batches: List[List[Any]] = []
-        self.node = StatefulNode("df.s", builder, self.batches.append, lambda: None, True)
+        self.node = stateful_node("df.s", builder, self.batches.append, lambda: None, True)
         self.node.restore(resume)
 
     def push(self, batch: List[Any]) -> List[Any]:
@@ -407,8 +407,13 @@ class Run:
         self.node.finish()
         return [item for out in self.batches[before:] for item in out]
 
+    @property
+    def fast(self) -> bool:
+        """Whether the node runs a compiled fast path (raw states, not logic objects)."""
+        return not isinstance(self.node, LogicStateNode)
+
     def states(self) -> Dict[str, Any]:
-        if self.node._raw_states:
+        if self.fast:
             return dict(self.node.states)
         return {key: logic.snapshot() for key, logic in self.node.states.items()}
 
@@ -455,7 +460,7 @@ def test_fast_path_equals_general_path(kind, init, batches, epoch_ends, resume) 
     blobs = {key: codec.encode(value) for key, value in resume.items()}
     fast, slow = Run(fast_builder, blobs), Run(general(fast_builder), blobs)
     fast_store, slow_store = Store(blobs), Store(blobs)
-    assert fast.node._raw_states and not slow.node._raw_states
+    assert fast.fast and not slow.fast
     assert fast.states() == slow.states() == resume
     touched: Set[str] = set()
     for i, batch in enumerate(batches):
@@ -490,9 +495,9 @@ def test_fast_path_equals_general_path(kind, init, batches, epoch_ends, resume) 
 
 def test_only_map_and_fold_builders_are_fast_paths() -> None:
     fast = MapBuilder(scripted, None, flat=False)
-    assert Run(fast, {}).node._raw_states
-    assert Run(FoldBuilder(_add, None), {}).node._raw_states
-    assert not Run(general(fast), {}).node._raw_states
+    assert Run(fast, {}).fast
+    assert Run(FoldBuilder(_add, None), {}).fast
+    assert not Run(general(fast), {}).fast
 
 
 def test_public_operators_hand_the_engine_fast_builders() -> None:

@@ -11,7 +11,7 @@ import pytest
 import fastflow.operators as op
 import fastflow.testing as testing
 from fastflow.dataflow import Dataflow
-from fastflow.inputs import StatelessSourcePartition
+from fastflow.inputs import AbortExecution, StatelessSourcePartition
 from fastflow.testing import (
     TestingSink,
     TestingSource,
@@ -208,6 +208,25 @@ def test_a_fresh_abort_marker_aborts_again() -> None:
     assert out == [("ALL", 5), ("ALL", 5)]
 
 
+def test_a_fired_abort_is_skipped_and_the_batch_fills_past_it() -> None:
+    # As in Bytewax: the snapshot after [0, 1], resumed with the marker fired, gives [2, 3].
+    items = [0, 1, 2, ABORT(), 3, 4]
+    part = _part(items, 2)
+    assert part.next_batch() == [0, 1]
+    resume_state = part.snapshot()
+    assert part.next_batch() == [2]
+    with pytest.raises(AbortExecution):
+        part.next_batch()
+    assert _drain(_part(items, 2, resume_state)) == [[2, 3], [4]]
+    assert _drain(_part(items, 2)) == [[0, 1], [2, 3], [4]]
+
+
+def test_a_fired_abort_is_skipped_at_the_start_and_the_end_of_a_batch() -> None:
+    first, last = ABORT(_triggered=True), ABORT(_triggered=True)
+    assert _drain(_part([first, 1, 2, 3, last], 2)) == [[1, 2], [3]]
+    assert _drain(_part([first, last], 2)) == []
+
+
 def test_abort_cuts_the_batch_short() -> None:
     assert _run([1, 2, ABORT(), 3], 10) == [1, 2]
 
@@ -234,6 +253,63 @@ def test_abort_skips_the_final_flush_of_stateful_steps() -> None:
     run_main(flow)
     # The input never ended, so the fold never emitted.
     assert out == []
+
+
+# Stateful logic: notifications due in the round an item arrives.
+
+
+class _Notified(op.StatefulBatchLogic):
+    """Asks to be notified at once after its first batch, then records every call."""
+
+    def __init__(self, calls: List[Any]) -> None:
+        self.calls = calls
+        self.notified = False
+
+    def on_batch(self, values: List[Any]) -> Any:
+        self.calls.append(("on_batch", values))
+        return [("batch", values)], False
+
+    def on_notify(self) -> Any:
+        self.calls.append(("on_notify",))
+        self.notified = True
+        return ["notified"], False
+
+    def on_eof(self) -> Any:
+        self.calls.append(("on_eof",))
+        return ["eof"], True
+
+    def notify_at(self) -> Optional[datetime]:
+        due = not self.notified and any(call[0] == "on_batch" for call in self.calls)
+        return datetime(2000, 1, 1, tzinfo=timezone.utc) if due else None
+
+    def snapshot(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_due_notification_comes_after_the_rounds_batch_and_before_eof(workers: int) -> None:
+    calls: List[Any] = []
+    out: List[Any] = []
+    flow = Dataflow("df")
+    s = op.input("inp", flow, TestingSource([("k", 1), ("k", 2), ("k", 3)]))
+    logic = op.stateful_batch("logic", s, lambda _resume: _Notified(calls))
+    op.output("out", logic, TestingSink(out))
+    cluster_main(flow, [], 0, worker_count_per_proc=workers)
+    # The notification asked for after [1] is due by the next round, which brings [2]:
+    # on_batch([2]) first, then on_notify, their emits in that order (as in Bytewax).
+    assert calls == [("on_batch", [1]), ("on_batch", [2]), ("on_notify",), ("on_batch", [3]),
+                     ("on_eof",)]
+    assert out == [("k", ("batch", [1])), ("k", ("batch", [2])), ("k", "notified"),
+                   ("k", ("batch", [3])), ("k", "eof")]
+
+
+def test_a_notification_due_at_the_end_of_input_comes_before_eof() -> None:
+    calls: List[Any] = []
+    flow = Dataflow("df")
+    s = op.input("inp", flow, TestingSource([("k", 1)]))
+    op.output("out", op.stateful_batch("logic", s, lambda _r: _Notified(calls)), TestingSink([]))
+    run_main(flow)
+    assert calls == [("on_batch", [1]), ("on_notify",), ("on_eof",)]
 
 
 # PAUSE.

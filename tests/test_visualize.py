@@ -113,11 +113,30 @@ def test_mermaid_quotes_labels_and_replaces_unusable_ids() -> None:
     ]
 
 
+def _json_steps(step: dict) -> List[tuple]:
+    """(step_id, op_type, port ids) of every step in a JSON rendering, depth first."""
+    ports = [p["port_id"] for p in step["inp_ports"] + step["out_ports"]]
+    here = [(step["step_id"], step["op_type"], ports)]
+    return here + [s for sub in step["substeps"] for s in _json_steps(sub)]
+
+
+def _rendered_steps(step: RenderedOperator) -> List[tuple]:
+    ports = [p.port_id for p in step.inp_ports + step.out_ports]
+    here = [(step.step_id, step.op_type, ports)]
+    return here + [s for sub in step.substeps for s in _rendered_steps(sub)]
+
+
 def test_json_has_every_step_with_its_type() -> None:
     data = json.loads(to_json(branchy_flow()))
     assert data["typ"] == "RenderedDataflow" and data["flow_id"] == "vf"
+    # Every step of the tree, substeps included, with its type and ports.
+    rendered = to_rendered(branchy_flow())
+    assert [s for top in data["substeps"] for s in _json_steps(top)] == [
+        s for top in rendered.substeps for s in _rendered_steps(top)
+    ]
     de = data["substeps"][2]
     assert de["typ"] == "RenderedOperator"
+    # The field names and their order are API surface: Bytewax's JSON format.
     assert list(de) == [
         "typ", "op_type", "step_name", "step_id", "inp_ports", "out_ports", "substeps"
     ]
@@ -201,6 +220,13 @@ flow = make("cli")
 """
 
 
+def flow_file_flow(name: str) -> Dataflow:
+    """The flow FLOW_FILE's ``make(name)`` builds, built in this process."""
+    namespace: dict = {}
+    exec(FLOW_FILE, namespace)
+    return namespace["make"](name)
+
+
 def visualize(fastflow_command: List[str], *args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [*fastflow_command, "visualize", *args],
@@ -222,16 +248,17 @@ def test_command_prints_mermaid_by_default(tmp_path: Path, fastflow_command: Lis
 def test_command_prints_json(tmp_path: Path, fastflow_command: List[str], flag: str) -> None:
     (tmp_path / "flow.py").write_text(FLOW_FILE)
     proc = visualize(fastflow_command, 'flow:make("other")', flag, "json", cwd=tmp_path)
-    assert proc.returncode == 0
-    assert json.loads(proc.stdout)["flow_id"] == "other"
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert json.loads(proc.stdout) == json.loads(to_json(flow_file_flow("other")))
 
 
 def test_command_prints_plantuml(tmp_path: Path, fastflow_command: List[str]) -> None:
     (tmp_path / "flow.py").write_text(FLOW_FILE)
     flat = visualize(fastflow_command, "flow.py", "--format", "plantuml", cwd=tmp_path)
     deep = visualize(fastflow_command, "flow.py", "--format", "plantuml", "-r", cwd=tmp_path)
+    assert (flat.returncode, flat.stderr) == (0, "")
+    assert flat.stdout == to_plantuml(flow_file_flow("cli")) + "\n"
     assert flat.stdout.startswith("@startuml\ncomponent cli.inp [\n")
-    assert flat.stdout.endswith("@enduml\n")
     assert deep.stdout == flat.stdout  # input and output have no substeps
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Iterable
 
 from fastflow._cext.routing import check_keyed
-from fastflow._engine.nodes import Clock, End, Node, Push, user_error
+from fastflow._engine.nodes import Changes, Clock, End, Node, Push, call_user, user_error
 from fastflow.inputs import (
     AbortExecution,
     DynamicSource,
@@ -21,10 +21,10 @@ class _Part:
 
     __slots__ = ("key", "part", "awake")
 
-    def __init__(self, key: Optional[str], part: Any) -> None:
+    def __init__(self, key: str | None, part: Any) -> None:
         self.key = key  # None for a stateless partition
         self.part = part
-        self.awake: Optional[datetime] = None
+        self.awake: datetime | None = None
 
 
 class InputNode:
@@ -35,25 +35,25 @@ class InputNode:
         step_id: str,
         source: Source[Any],
         clock: Clock,
-        resume: Dict[str, Any],
+        resume: dict[str, Any],
         down: Push,
         end: End,
     ) -> None:
         self.step_id = step_id
         self._down = down
         self._end = end
-        self.parts: List[_Part] = []
+        self.parts: list[_Part] = []
         if isinstance(source, FixedPartitionedSource):
-            keys = self._call("list_parts", source.list_parts)
+            keys = call_user(step_id, "list_parts", source.list_parts)
             mine = [k for i, k in enumerate(keys) if i % clock.worker_count == clock.worker_index]
             for key in mine:
-                part = self._call(
-                    "build_part", source.build_part, step_id, key, resume.get(key)
+                part = call_user(
+                    step_id, "build_part", source.build_part, step_id, key, resume.get(key)
                 )
                 self.parts.append(_Part(key, part))
         elif isinstance(source, DynamicSource):
-            part = self._call(
-                "build", source.build, step_id, clock.worker_index, clock.worker_count
+            part = call_user(
+                step_id, "build", source.build, step_id, clock.worker_index, clock.worker_count
             )
             self.parts.append(_Part(None, part))
         else:
@@ -61,25 +61,17 @@ class InputNode:
                 f"source of step {step_id!r} must be a FixedPartitionedSource or a "
                 f"DynamicSource; got {type(source).__name__!r}"
             )
-        self._done: List[_Part] = []
+        self._done: list[_Part] = []
         self.idle_poll = False  # a partition returned nothing and asked for no wait
         if not self.parts:
             self._end()
-
-    def _call(self, what: str, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except (AbortExecution, StopIteration):
-            raise
-        except Exception as ex:
-            raise user_error(self.step_id, what, ex) from ex
 
     @property
     def live(self) -> bool:
         """Whether any partition may still produce items."""
         return bool(self.parts)
 
-    def poll(self, now: Optional[datetime]) -> bool:
+    def poll(self, now: datetime | None) -> bool:
         """Poll every awake partition once; return whether any produced items.
 
         ``now`` is needed only when a partition asked to be woken later; it
@@ -92,14 +84,20 @@ class InputNode:
                 now = now or datetime.now(timezone.utc)
                 if entry.awake > now:
                     continue
+            part, what = entry.part, "next_batch"
             try:
-                batch = self._call("next_batch", entry.part.next_batch)
+                batch = part.next_batch()
                 if type(batch) is not list:
-                    batch = self._call("next_batch", list, batch)
-                entry.awake = self._call("next_awake", entry.part.next_awake)
-            except StopIteration:
+                    batch = list(batch)
+                what = "next_awake"
+                entry.awake = part.next_awake()
+            except StopIteration:  # from either: the partition has ended
                 self._retire(entry)
                 continue
+            except AbortExecution:
+                raise
+            except Exception as ex:
+                raise user_error(self.step_id, what, ex) from ex
             if batch:
                 worked = True
                 self._down(batch)
@@ -113,15 +111,16 @@ class InputNode:
         if not self.parts:
             self._end()
 
-    def next_wake(self) -> Optional[datetime]:
+    def next_wake(self) -> datetime | None:
         """The earliest time a partition asked to be polled at."""
         times = [p.awake for p in self.parts if p.awake is not None]
         return min(times) if times else None
 
-    def changes(self) -> Tuple[Dict[str, Any], Dict[str, bool]]:
-        """Every partition's resume state, finished ones included (see ``StatefulNode``)."""
+    def changes(self) -> Changes:
+        """Every partition's resume state, finished ones included: written every epoch."""
+        step_id = self.step_id
         values = {
-            entry.key: self._call("snapshot", entry.part.snapshot)
+            entry.key: call_user(step_id, "snapshot", entry.part.snapshot)
             for entry in self.parts + self._done
             if entry.key is not None
         }
@@ -130,112 +129,153 @@ class InputNode:
     def close(self) -> None:
         """Close every partition."""
         for entry in self.parts + self._done:
-            self._call("close", entry.part.close)
+            call_user(self.step_id, "close", entry.part.close)
+
+
+def output_node(
+    step_id: str, sink: Sink[Any], clock: Clock, resume: dict[str, Any], end: End
+) -> OutputNode:
+    """The node writing to ``sink`` on this worker: by kind of sink, and worker count."""
+    if isinstance(sink, FixedPartitionedSink):
+        if clock.worker_count == 1:
+            return SelfRoutingOutputNode(step_id, sink, clock, resume, end)
+        return RoutedOutputNode(step_id, sink, clock, resume, end)
+    if isinstance(sink, DynamicSink):
+        return DynamicOutputNode(step_id, sink, clock, end)
+    raise TypeError(
+        f"sink of step {step_id!r} must be a FixedPartitionedSink or a DynamicSink; "
+        f"got {type(sink).__name__!r}"
+    )
 
 
 class OutputNode(Node):
-    """Writes batches to this worker's sink partitions."""
+    """Base of the output nodes: the sink partitions this worker has built."""
 
-    def __init__(
-        self, step_id: str, sink: Sink[Any], clock: Clock, resume: Dict[str, Any], end: End
-    ) -> None:
+    def __init__(self, step_id: str, end: End) -> None:
         super().__init__(step_id, 1, end)
-        self._sink = sink
-        self._resume = resume
-        self._parts: Dict[str, Any] = {}
-        if isinstance(sink, FixedPartitionedSink):
-            keys = self._call("list_parts", sink.list_parts)
-            self._keys: List[str] = keys
-            self._worker_count = count = clock.worker_count
-            # With several workers, the exchange into this step has already routed
-            # the items (split_by_owner): this worker gets its own partitions' values.
-            self.push = (  # type: ignore[method-assign]
-                self._push_partitioned if count == 1 else self._push_routed
-            )
-            # A partition with a snapshot is built right away, so it can undo what it
-            # wrote after that snapshot even if no new item is routed to it.
-            for index, key in enumerate(keys):
-                if key in resume and index % count == clock.worker_index:
-                    self._part(key)
-        elif isinstance(sink, DynamicSink):
-            part = self._call("build", sink.build, step_id, clock.worker_index, clock.worker_count)
-            self._parts[""] = part
-            self._write = part.write_batch
-            self.push = self._push_dynamic  # type: ignore[method-assign]
-        else:
-            raise TypeError(
-                f"sink of step {step_id!r} must be a FixedPartitionedSink or a DynamicSink; "
-                f"got {type(sink).__name__!r}"
-            )
+        self._parts: dict[str, Any] = {}
 
-    def _call(self, what: str, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except Exception as ex:
-            raise user_error(self.step_id, what, ex) from ex
+    def changes(self) -> Changes:
+        """The resume state of every stateful sink partition built so far."""
+        raise NotImplementedError
 
-    def _push_dynamic(self, batch: List[Any]) -> None:
+    def close(self) -> None:
+        """Close every partition."""
+        for part in self._parts.values():
+            call_user(self.step_id, "close", part.close)
+
+
+class DynamicOutputNode(OutputNode):
+    """A ``DynamicSink``: one stateless partition per worker, written as batches come."""
+
+    def __init__(self, step_id: str, sink: DynamicSink[Any], clock: Clock, end: End) -> None:
+        super().__init__(step_id, end)
+        part = call_user(
+            step_id, "build", sink.build, step_id, clock.worker_index, clock.worker_count
+        )
+        self._parts[""] = part
+        self._write = part.write_batch
+
+    def push(self, batch: list[Any]) -> None:
         try:
             self._write(batch)
         except Exception as ex:
             raise user_error(self.step_id, "write_batch", ex) from ex
 
-    def _route(self, batch: List[Any]) -> Dict[int, List[Any]]:
+    def changes(self) -> Changes:
+        """Nothing: a dynamic sink's partitions have no resume state."""
+        return {}, {}
+
+
+class PartitionedOutputNode(OutputNode):
+    """What the two nodes of a ``FixedPartitionedSink`` share: its partitions, built on use.
+
+    Each ``(key, value)`` goes to partition ``part_fn(key) % len(parts)``, whose
+    owner is worker ``index % worker_count``. Who routes depends on the worker
+    count: :class:`SelfRoutingOutputNode` and :class:`RoutedOutputNode`.
+    """
+
+    def __init__(
+        self, step_id: str, sink: FixedPartitionedSink[Any, Any], clock: Clock,
+        resume: dict[str, Any], end: End,
+    ) -> None:
+        super().__init__(step_id, end)
+        self._sink = sink
+        self._resume = resume
+        self._keys: list[str] = call_user(step_id, "list_parts", sink.list_parts)
+        # A partition with a snapshot is built right away, so it can undo what it
+        # wrote after that snapshot even if no new item is routed to it.
+        count = clock.worker_count
+        for index, key in enumerate(self._keys):
+            if key in resume and index % count == clock.worker_index:
+                self._part(key)
+
+    def _route(self, batch: list[Any]) -> dict[int, list[Any]]:
         """Group the values of ``(key, value)`` items by partition index (``part_fn``)."""
         check_keyed(batch, self.step_id)
-        part_fn = self._sink.part_fn  # type: ignore[attr-defined]
-        count = len(self._keys)
-        routed: Dict[int, List[Any]] = {}
-        for key, value in batch:
-            index = self._call("part_fn", part_fn, key) % count
-            routed.setdefault(index, []).append(value)
+        part_fn, count = self._sink.part_fn, len(self._keys)
+        routed: dict[int, list[Any]] = {}
+        try:
+            for key, value in batch:
+                routed.setdefault(part_fn(key) % count, []).append(value)
+        except Exception as ex:
+            raise user_error(self.step_id, "part_fn", ex) from ex
         return routed
 
-    def _push_partitioned(self, batch: List[Any]) -> None:
-        self._write_parts(self._route(batch).items())
-
-    def split_by_owner(self, batch: List[Any]) -> List[List[Tuple[int, List[Any]]]]:
-        """Exchange split (several workers): ``(partition index, values)`` groups.
-
-        Each group goes to the worker owning that partition (``index % worker_count``).
-        """
-        count = self._worker_count
-        owned: List[List[Tuple[int, List[Any]]]] = [[] for _ in range(count)]
-        for index, values in self._route(batch).items():
-            owned[index % count].append((index, values))
-        return owned
-
-    def _push_routed(self, batch: List[Tuple[int, List[Any]]]) -> None:
-        merged: Dict[int, List[Any]] = {}
-        for index, values in batch:
-            merged.setdefault(index, []).extend(values)
-        self._write_parts(merged.items())
-
-    def _write_parts(self, routed: Iterable[Tuple[int, List[Any]]]) -> None:
-        keys = self._keys
+    def _write_parts(self, routed: Iterable[tuple[int, list[Any]]]) -> None:
+        keys, step_id = self._keys, self.step_id
         for index, values in routed:
-            self._call("write_batch", self._part(keys[index]).write_batch, values)
+            call_user(step_id, "write_batch", self._part(keys[index]).write_batch, values)
 
     def _part(self, key: str) -> Any:
-        """The partition ``key`` of a partitioned sink, built on first use."""
+        """The partition ``key``, built on first use."""
         part = self._parts.get(key)
         if part is None:
-            sink: FixedPartitionedSink[Any, Any] = self._sink  # type: ignore[assignment]
-            part = self._call(
-                "build_part", sink.build_part, self.step_id, key, self._resume.get(key)
+            part = call_user(
+                self.step_id, "build_part", self._sink.build_part, self.step_id, key,
+                self._resume.get(key),
             )
             self._parts[key] = part
         return part
 
-    def changes(self) -> Tuple[Dict[str, Any], Dict[str, bool]]:
-        """The resume state of every partitioned sink's partition built so far."""
-        if not isinstance(self._sink, FixedPartitionedSink):
-            return {}, {}
-        values = {key: self._call("snapshot", p.snapshot) for key, p in self._parts.items()}
+    def changes(self) -> Changes:
+        step_id = self.step_id
+        values = {key: call_user(step_id, "snapshot", p.snapshot) for key, p in self._parts.items()}
         return values, dict.fromkeys(values, True)
 
-    def close(self) -> None:
-        """Close every partition."""
-        for part in self._parts.values():
-            self._call("close", part.close)
 
+class SelfRoutingOutputNode(PartitionedOutputNode):
+    """One worker: each batch is routed to the partitions here (no exchange)."""
+
+    def push(self, batch: list[Any]) -> None:
+        self._write_parts(self._route(batch).items())
+
+
+class RoutedOutputNode(PartitionedOutputNode):
+    """Several workers: the exchange has routed each value to its partition's owner.
+
+    Every worker's producers emit into an exchange that splits batches with
+    :meth:`split_by_owner`, so this node receives ``(partition index, values)``.
+    """
+
+    def __init__(
+        self, step_id: str, sink: FixedPartitionedSink[Any, Any], clock: Clock,
+        resume: dict[str, Any], end: End,
+    ) -> None:
+        super().__init__(step_id, sink, clock, resume, end)
+        self._worker_count = clock.worker_count
+
+    def split_by_owner(self, batch: list[Any]) -> list[list[tuple[int, list[Any]]]]:
+        """The exchange's split: ``(partition index, values)`` groups for each worker."""
+        count = self._worker_count
+        owned: list[list[tuple[int, list[Any]]]] = [[] for _ in range(count)]
+        for index, values in self._route(batch).items():
+            owned[index % count].append((index, values))
+        return owned
+
+    def push(self, batch: list[Any]) -> None:
+        """Write ``batch``: the ``(partition index, values)`` groups of this worker."""
+        merged: dict[int, list[Any]] = {}
+        for index, values in batch:
+            merged.setdefault(index, []).extend(values)
+        self._write_parts(merged.items())

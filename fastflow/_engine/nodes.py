@@ -13,23 +13,41 @@ from __future__ import annotations
 
 from datetime import datetime
 from itertools import chain
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, NoReturn
 
 from fastflow._cext import state
 from fastflow._cext.ops import branch_items
 from fastflow._cext.routing import RoutingError
+from fastflow._engine.fastpaths import FoldSpec, MapSpec
 from fastflow.errors import FastflowRuntimeError
-from fastflow.operators._logic import FoldBuilder, MapBuilder
 
-Push = Callable[[List[Any]], None]
+Push = Callable[[list[Any]], None]
 End = Callable[[], None]
+Changes = tuple[dict[str, Any], dict[str, bool]]
+"""``(values, changed)`` of a node since its last snapshot (see ``codec.encode_changes``)."""
 
 
-def user_error(step_id: str, what: str, ex: BaseException) -> FastflowRuntimeError:
-    """Name the step whose user code raised ``ex`` (chain it as the cause)."""
-    return FastflowRuntimeError(
-        f"error calling `{what}` in step {step_id!r}: {type(ex).__name__}: {ex}"
-    )
+def user_error(
+    step_id: str, what: str, ex: BaseException, key: str | None = None
+) -> FastflowRuntimeError:
+    """Name the step (and key) whose user code ``what`` raised ``ex``; raise it ``from ex``.
+
+    The one place that words these messages, so every node reports user code alike.
+    Per-batch calls catch inline and call this only on failure (a wrapper call per
+    batch would cost more than the step); everything else goes through :func:`call_user`.
+    """
+    where = f"step {step_id!r}" if key is None else f"step {step_id!r} for key {key!r}"
+    return FastflowRuntimeError(f"error calling `{what}` in {where}: {type(ex).__name__}: {ex}")
+
+
+def call_user(
+    step_id: str, what: str, fn: Callable[..., Any], *args: Any, key: str | None = None
+) -> Any:
+    """Call user code ``fn(*args)``, re-raising what it raises as :func:`user_error`."""
+    try:
+        return fn(*args)
+    except Exception as ex:
+        raise user_error(step_id, what, ex, key) from ex
 
 
 class Clock:
@@ -46,12 +64,12 @@ class Node:
 
     def __init__(self, step_id: str, up_count: int, end: End) -> None:
         self.step_id = step_id
-        self.inboxes: List[List[List[Any]]] = [[] for _ in range(up_count)]
+        self.inboxes: list[list[list[Any]]] = [[] for _ in range(up_count)]
         self._open_ups = up_count
         self._ended = False
         self._end = end
 
-    def push(self, batch: List[Any]) -> None:
+    def push(self, batch: list[Any]) -> None:
         """Handle one non-empty batch from an upstream."""
         raise NotImplementedError
 
@@ -62,7 +80,7 @@ class Node:
     def run(self) -> None:
         """Take this round's turn: handle waiting batches, then finish if all upstreams ended."""
         if any(self.inboxes):
-            waiting: List[List[Any]] = []
+            waiting: list[list[Any]] = []
             for inbox in self.inboxes:
                 waiting += inbox
                 inbox.clear()
@@ -82,18 +100,21 @@ class PassNode(Node):
 
     def __init__(self, step_id: str, up_count: int, down: Push, end: End) -> None:
         super().__init__(step_id, up_count, end)
-        self.push = down  # type: ignore[method-assign]
+        self._down = down
+
+    def push(self, batch: list[Any]) -> None:
+        self._down(batch)
 
 
 class FlatMapBatchNode(Node):
     """Call the mapper on the whole batch."""
 
-    def __init__(self, step_id: str, mapper: Callable[[List[Any]], Any], down: Push, end: End):
+    def __init__(self, step_id: str, mapper: Callable[[list[Any]], Any], down: Push, end: End):
         super().__init__(step_id, 1, end)
         self._mapper = mapper
         self._down = down
 
-    def push(self, batch: List[Any]) -> None:
+    def push(self, batch: list[Any]) -> None:
         try:
             out = self._mapper(batch)
             if type(out) is not list:
@@ -110,13 +131,13 @@ class BranchNode(Node):
     """Split each batch by the predicate."""
 
     def __init__(
-        self, step_id: str, predicate: Callable[[Any], bool], downs: Tuple[Push, Push], end: End
+        self, step_id: str, predicate: Callable[[Any], bool], downs: tuple[Push, Push], end: End
     ):
         super().__init__(step_id, 1, end)
         self._predicate = predicate
         self._trues, self._falses = downs
 
-    def push(self, batch: List[Any]) -> None:
+    def push(self, batch: list[Any]) -> None:
         try:
             trues, falses = branch_items(self._predicate, batch, self.step_id)
         except Exception as ex:
@@ -137,7 +158,7 @@ class InspectDebugNode(Node):
         self._clock = clock
         self._down = down
 
-    def push(self, batch: List[Any]) -> None:
+    def push(self, batch: list[Any]) -> None:
         inspector, step_id = self._inspector, self.step_id
         epoch, worker = self._clock.epoch, self._clock.worker_index
         try:
@@ -149,65 +170,127 @@ class InspectDebugNode(Node):
 
 
 class StatefulNode(Node):
-    """``stateful_batch``: per-key state, run by a Cython loop for the common builders.
+    """Base of the ``stateful_batch`` nodes: per-key state, and what the worker asks of it.
 
-    ``states`` holds, per key, the raw state (map and fold builders) or the
-    logic object (any other builder). ``dirty`` maps each key changed since
-    the last snapshot to whether it had state then; it is ``None`` when
-    nothing is snapshotted.
+    ``states`` holds, per key, the raw state (:class:`MapStateNode`,
+    :class:`FoldStateNode`) or the logic object (:class:`LogicStateNode`).
+    ``dirty`` maps every key changed since the last snapshot to whether it had
+    state then (a key created and discarded in between is never written); it is
+    ``None`` when nothing is snapshotted. The worker asks :meth:`next_notify` only of
+    nodes whose ``notifies`` is true. :func:`stateful_node` picks the class.
     """
 
-    def __init__(
-        self,
-        step_id: str,
-        builder: Callable[[Any], Any],
-        down: Push,
-        end: End,
-        track_changes: bool,
-    ) -> None:
+    notifies = False
+
+    def __init__(self, step_id: str, down: Push, end: End, track_changes: bool) -> None:
         super().__init__(step_id, 1, end)
-        self._builder = builder
         self._down = down
-        self.states: Dict[str, Any] = {}
-        self.dirty: Optional[Dict[str, bool]] = {} if track_changes else None
-        self._timers: Dict[str, datetime] = {}
-        if isinstance(builder, MapBuilder):
-            self.push = self._push_map  # type: ignore[method-assign]
-            self.finish = self._finish_nothing  # type: ignore[method-assign]
-        elif isinstance(builder, FoldBuilder):
-            self.push = self._push_fold  # type: ignore[method-assign]
-            self.finish = self._finish_fold  # type: ignore[method-assign]
-        self._raw_states = isinstance(builder, (MapBuilder, FoldBuilder))
-        self.notifies = not self._raw_states  # only logic objects ask for notifications
+        self.states: dict[str, Any] = {}
+        self.dirty: dict[str, bool] | None = {} if track_changes else None
 
-    # Fast paths: the raw state lives in ``states``.
+    def changes(self) -> Changes:
+        """The keys changed since the last call, and their states.
 
-    def _fast(self, what: str, loop: Callable[..., Any], *args: Any) -> Any:
-        """Run a compiled state loop over this node's states, naming the user code that failed."""
+        A changed key without a state was discarded. The caller encodes them before the
+        flow goes on: that is the epoch's consistent cut.
+        """
+        raise NotImplementedError
+
+    def restore(self, states: dict[str, Any]) -> None:
+        """Take back every key's state from a resume."""
+        raise NotImplementedError
+
+    def next_notify(self) -> datetime | None:
+        """The earliest time a key asked to be notified at, if any."""
+        raise NotImplementedError
+
+    def notify(self, now: datetime) -> None:
+        """Call ``on_notify`` for every key whose time has come (in key order)."""
+        raise NotImplementedError
+
+
+def stateful_node(
+    step_id: str, builder: Callable[[Any], Any], down: Push, end: End, track_changes: bool
+) -> StatefulNode:
+    """The node for a ``stateful_batch`` step: a compiled fast path if ``builder`` is a spec."""
+    if isinstance(builder, MapSpec):
+        return MapStateNode(step_id, builder, down, end, track_changes)
+    if isinstance(builder, FoldSpec):
+        return FoldStateNode(step_id, builder, down, end, track_changes)
+    return LogicStateNode(step_id, builder, down, end, track_changes)
+
+
+class _RawStateNode(StatefulNode):
+    """What the fast paths share: the raw state in ``states``, run by ``cext/state.pyx``.
+
+    Raw states never ask to be notified, and are snapshotted as they are.
+    """
+
+    def _loop_failed(self, what: str, ex: Exception) -> NoReturn:
+        """Re-raise what a compiled state loop raised as the user's ``what`` (or ``init``)."""
+        if isinstance(ex, state.BuilderError):  # the loop wraps what ``init()`` raised
+            cause = ex.__cause__ or ex
+            raise user_error(self.step_id, "builder", cause) from cause
+        raise user_error(self.step_id, what, ex) from ex
+
+    def next_notify(self) -> None:
+        return None
+
+    def notify(self, now: datetime) -> None:
+        """Nothing to do: no raw state asks to be notified (``notifies`` is false)."""
+
+    def changes(self) -> Changes:
+        """The raw states themselves: no call per key of ours."""
+        changed, self.dirty = self.dirty, {}
+        assert changed is not None
+        return self.states, changed
+
+    def restore(self, states: dict[str, Any]) -> None:
+        self.states.update(states)
+
+
+class MapStateNode(_RawStateNode):
+    """``stateful_map``/``stateful_flat_map`` (a :class:`MapSpec`): emits as it maps."""
+
+    def __init__(
+        self, step_id: str, spec: MapSpec, down: Push, end: End, track_changes: bool
+    ) -> None:
+        super().__init__(step_id, down, end, track_changes)
+        self._mapper, self._init = spec.mapper, spec.init
+        self._loop = state.flat_map_states if spec.flat else state.map_states
+
+    def push(self, batch: list[Any]) -> None:
         try:
-            return loop(self.states, self.dirty, *args, self.step_id)
+            out = self._loop(self.states, self.dirty, batch, self._mapper, self._init, self.step_id)
         except RoutingError:
             raise
-        except state.BuilderError as ex:
-            raise user_error(self.step_id, "builder", ex.__cause__) from ex.__cause__
         except Exception as ex:
-            raise user_error(self.step_id, what, ex) from ex
-
-    def _push_map(self, batch: List[Any]) -> None:
-        spec = self._builder
-        loop = state.flat_map_states if spec.flat else state.map_states
-        out = self._fast("mapper", loop, batch, spec.mapper, spec.init)
+            self._loop_failed("mapper", ex)
         if out:
             self._down(out)
 
-    def _push_fold(self, batch: List[Any]) -> None:
-        spec = self._builder
-        self._fast("folder", state.fold_states, batch, spec.folder, spec.init)
 
-    def _finish_nothing(self) -> None:
-        pass
+class FoldStateNode(_RawStateNode):
+    """``fold_final`` and friends (a :class:`FoldSpec`): folds silently, emits at end of input."""
 
-    def _finish_fold(self) -> None:
+    def __init__(
+        self, step_id: str, spec: FoldSpec, down: Push, end: End, track_changes: bool
+    ) -> None:
+        super().__init__(step_id, down, end, track_changes)
+        self._folder, self._init = spec.folder, spec.init
+
+    def push(self, batch: list[Any]) -> None:
+        try:
+            state.fold_states(
+                self.states, self.dirty, batch, self._folder, self._init, self.step_id
+            )
+        except RoutingError:
+            raise
+        except Exception as ex:
+            self._loop_failed("folder", ex)
+
+    def finish(self) -> None:
+        """Emit every key's state in key order and discard it."""
         states = self.states
         out = [(key, states[key]) for key in sorted(states)]
         if self.dirty is not None:
@@ -217,33 +300,38 @@ class StatefulNode(Node):
         if out:
             self._down(out)
 
-    # General path: one logic object per key.
 
-    def push(self, batch: List[Any]) -> None:
-        groups = state.group_by_key(batch, self.step_id)
-        out: List[Any] = []
-        for key, values in groups.items():
+class LogicStateNode(StatefulNode):
+    """Any other builder: one ``StatefulBatchLogic`` per key in ``states``, with timers."""
+
+    notifies = True
+
+    def __init__(
+        self, step_id: str, builder: Callable[[Any], Any], down: Push, end: End,
+        track_changes: bool,
+    ) -> None:
+        super().__init__(step_id, down, end, track_changes)
+        self._builder = builder
+        self._timers: dict[str, datetime] = {}
+
+    def push(self, batch: list[Any]) -> None:
+        step_id = self.step_id
+        out: list[Any] = []
+        for key, values in state.group_by_key(batch, step_id).items():
             logic = self.states.get(key)
             if self.dirty is not None:
                 self.dirty.setdefault(key, logic is not None)
             if logic is None:
-                logic = self._call(key, "builder", self._builder, None)
-            self._after(key, logic, self._call(key, "on_batch", logic.on_batch, values), out)
+                logic = call_user(step_id, "builder", self._builder, None, key=key)
+            result = call_user(step_id, "on_batch", logic.on_batch, values, key=key)
+            self._after(key, logic, result, out)
         if out:
             self._down(out)
 
-    def _call(self, key: str, what: str, fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except Exception as ex:
-            raise FastflowRuntimeError(
-                f"error calling `{what}` in step {self.step_id!r} for key {key!r}: "
-                f"{type(ex).__name__}: {ex}"
-            ) from ex
-
-    def _after(self, key: str, logic: Any, result: Any, out: List[Any]) -> None:
+    def _after(self, key: str, logic: Any, result: Any, out: list[Any]) -> None:
         """Collect a callback's emits, then store or discard the logic and its timer."""
-        emits, discard = self._call(key, "logic callback", _emits_and_flag, result)
+        step_id = self.step_id
+        emits, discard = call_user(step_id, "logic callback", _emits_and_flag, result, key=key)
         out.extend([(key, w) for w in emits])
         if self.dirty is not None:
             self.dirty.setdefault(key, True)
@@ -252,70 +340,57 @@ class StatefulNode(Node):
             self._timers.pop(key, None)
             return
         self.states[key] = logic
-        due = self._call(key, "notify_at", logic.notify_at)
+        due = call_user(step_id, "notify_at", logic.notify_at, key=key)
         if due is None:
             self._timers.pop(key, None)
         else:
             self._timers[key] = due
 
-    def next_notify(self) -> Optional[datetime]:
-        """The earliest time a key asked to be notified at, if any."""
+    def next_notify(self) -> datetime | None:
         return min(self._timers.values()) if self._timers else None
 
     def notify(self, now: datetime) -> None:
-        """Call ``on_notify`` for every key whose time has come (in key order)."""
         due = sorted(key for key, at in self._timers.items() if at <= now)
-        out: List[Any] = []
+        out: list[Any] = []
         for key in due:
             logic = self.states[key]
-            self._after(key, logic, self._call(key, "on_notify", logic.on_notify), out)
+            result = call_user(self.step_id, "on_notify", logic.on_notify, key=key)
+            self._after(key, logic, result, out)
         if out:
             self._down(out)
 
     def finish(self) -> None:
-        out: List[Any] = []
+        """Call every key's ``on_eof``, in key order."""
+        out: list[Any] = []
         for key in sorted(self.states):
             logic = self.states[key]
-            self._after(key, logic, self._call(key, "on_eof", logic.on_eof), out)
+            self._after(key, logic, call_user(self.step_id, "on_eof", logic.on_eof, key=key), out)
         self._timers.clear()
         if out:
             self._down(out)
 
-    # Recovery.
-
-    def changes(self) -> Tuple[Dict[str, Any], Dict[str, bool]]:
-        """``(states, changed)``: the keys changed since the last call, and their states.
-
-        A changed key without a state was discarded. Raw states are handed over as they
-        are (the caller encodes them before the flow goes on); logic objects are asked
-        for their ``snapshot()``.
-        """
+    def changes(self) -> Changes:
+        """Each live changed key's ``snapshot()``."""
         changed, self.dirty = self.dirty, {}
         assert changed is not None
-        if self._raw_states:
-            return self.states, changed
-        states = self.states
+        step_id, states = self.step_id, self.states
         values = {
-            key: self._call(key, "snapshot", states[key].snapshot)
+            key: call_user(step_id, "snapshot", states[key].snapshot, key=key)
             for key in changed
             if key in states
         }
         return values, changed
 
-    def restore(self, states: Dict[str, Any]) -> None:
-        """Take back every key's state from a resume."""
-        if self._raw_states:
-            self.states.update(states)
-            return
+    def restore(self, states: dict[str, Any]) -> None:
+        step_id = self.step_id
         for key, snapshot in states.items():
-            logic = self._call(key, "builder", self._builder, snapshot)
+            logic = call_user(step_id, "builder", self._builder, snapshot, key=key)
             self.states[key] = logic
-            due = self._call(key, "notify_at", logic.notify_at)
+            due = call_user(step_id, "notify_at", logic.notify_at, key=key)
             if due is not None:
                 self._timers[key] = due
 
 
-def _emits_and_flag(result: Any) -> Tuple[List[Any], bool]:
+def _emits_and_flag(result: Any) -> tuple[list[Any], bool]:
     emits, discard = result
     return list(emits), bool(discard)
-

@@ -14,6 +14,7 @@ have ended, the last epoch is closed the same way and the run is over.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from datetime import datetime, timedelta, timezone
@@ -22,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from fastflow._cext.routing import split_by_worker, split_dict
 from fastflow._engine.committer import EpochCommitter
 from fastflow._engine.exchange import Exchange, RoundRobin, Split, fan_out, local, nothing
-from fastflow._engine.io import InputNode, OutputNode
+from fastflow._engine.io import InputNode, OutputNode, output_node
 from fastflow._engine.nodes import (
     BranchNode,
     Clock,
@@ -33,6 +34,7 @@ from fastflow._engine.nodes import (
     PassNode,
     Push,
     StatefulNode,
+    stateful_node,
 )
 from fastflow._engine.plan import CoreStep, flatten
 from fastflow._engine.snapshot import Recorded, Resume, encode_epoch, load_resume
@@ -75,8 +77,9 @@ class Worker:
             return None
         node: Node
         if kind == "output":
-            node = OutputNode(step_id, args["sink"], self.clock, resume, nothing)
-            self.outputs.append(node)  # type: ignore[arg-type]
+            output = output_node(step_id, args["sink"], self.clock, resume, nothing)
+            self.outputs.append(output)
+            node = output
         elif kind == "flat_map_batch":
             node = FlatMapBatchNode(step_id, args["mapper"], down, end)
         elif kind == "branch":
@@ -92,9 +95,10 @@ class Worker:
         elif kind == "inspect_debug":
             node = InspectDebugNode(step_id, args["inspector"], self.clock, down, end)
         elif kind == "stateful_batch":
-            node = StatefulNode(step_id, args["builder"], down, end, recording)
-            node.restore(resume)
-            self.stateful.append(node)
+            stateful = stateful_node(step_id, args["builder"], down, end, recording)
+            stateful.restore(resume)
+            self.stateful.append(stateful)
+            node = stateful
         else:
             raise AssertionError(f"unknown core step kind {kind!r}")
         self.nodes.append(node)
@@ -209,10 +213,13 @@ class Workers:
                 for node in live:
                     worked |= node.poll(None)
                 live = [node for node in live if node.live]
-                if timed:
-                    self._notify(timed)
-                for step in nodes:
-                    step.run()
+                due = self._due(timed) if timed else None
+                if due:
+                    for step in nodes:
+                        due.get(step, step.run)()  # a step with due keys notifies in its turn
+                else:
+                    for step in nodes:
+                        step.run()
                 if not live:
                     break
                 if time.monotonic() >= deadline:
@@ -227,12 +234,29 @@ class Workers:
             for closable in (*self.inputs, *self.outputs):
                 closable.close()
 
-    def _notify(self, timed: List[StatefulNode]) -> None:
+    def _due(self, timed: List[StatefulNode]) -> dict[Node, Callable[[], None]]:
+        """The turn, with notifications, of each step that has keys due by now."""
         now = datetime.now(timezone.utc)
-        for node in timed:
-            due = node.next_notify()
-            if due is not None and due <= now:
-                node.notify(now)
+        return {
+            node: functools.partial(self._notifying_turn, node, now)
+            for node in timed
+            if (at := node.next_notify()) is not None and at <= now
+        }
+
+    @staticmethod
+    def _notifying_turn(node: StatefulNode, now: datetime) -> None:
+        """Take the turn of a step with keys due by ``now``, in Bytewax's order.
+
+        ``on_batch`` for what reached the step this round, then ``on_notify``
+        for the due keys, then (at the end of input) ``on_eof``; the emits of
+        all of them go downstream in this round, in that order.
+        """
+        if any(node.inboxes):
+            node.run()
+            node.notify(now)
+        else:  # nothing arrived: notify before a possible end of input
+            node.notify(now)
+            node.run()
 
     def _close_epoch(self, commit: Optional[Commit], *, last: bool) -> None:
         """Close the epoch on every worker together (the aligned barrier is the round's end)."""

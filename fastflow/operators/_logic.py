@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import Any, Callable, Generic, Iterable, List, Optional, Tuple, TypeVar
 
+from fastflow._engine.fastpaths import FoldSpec, MapSpec
+
 V = TypeVar("V")
 W = TypeVar("W")
 S = TypeVar("S")
@@ -103,21 +105,13 @@ class ItemsAsBatch(StatefulBatchLogic[V, W, S]):
         return self._logic.snapshot()
 
 
-class MapBuilder:
-    """Builds the logic of ``stateful_map``/``stateful_flat_map``; run by a Cython loop.
+class MapBuilder(MapSpec):
+    """Builds the logic of ``stateful_map``/``stateful_flat_map`` (see :class:`MapSpec`).
 
-    ``mapper(state_or_None, value)`` returns ``(new_state, emit)`` (or, when
-    ``flat``, ``(new_state, iterable of emits)``); a new state of ``None``
-    discards the key. ``init()``, when given, makes a new key's first state.
+    The engine runs it as the spec's Cython loop. Called, it builds the equivalent
+    logic object, so it stays a valid builder wherever it is not recognised
+    (e.g. wrapped by another builder).
     """
-
-    def __init__(
-        self, mapper: Callable[[Any, Any], Tuple[Any, Any]], init: Optional[Callable[[], Any]],
-        flat: bool,
-    ) -> None:
-        self.mapper = mapper
-        self.init = init
-        self.flat = flat
 
     def __call__(self, resume_state: Any) -> StatefulBatchLogic[Any, Any, Any]:
         """Build the equivalent general logic (the engine uses the fast path instead)."""
@@ -146,17 +140,13 @@ class _MapLogic(StatefulBatchLogic[Any, Any, Any]):
         return self._state
 
 
-class FoldBuilder:
-    """Builds the logic of ``fold_final`` and friends; run by a Cython loop.
+class FoldBuilder(FoldSpec):
+    """Builds the logic of ``fold_final`` and friends (see :class:`FoldSpec`).
 
-    Values fold into the state with ``folder(state, value)``, starting from
-    ``init()`` (or from a key's first value when ``init`` is ``None``); the
-    state is emitted, and the key discarded, when the upstream ends.
+    The engine runs it as the spec's Cython loop. Called, it builds the equivalent
+    logic object, so it stays a valid builder wherever it is not recognised
+    (e.g. wrapped by another builder).
     """
-
-    def __init__(self, folder: Callable[[Any, Any], Any], init: Optional[Callable[[], Any]]):
-        self.folder = folder
-        self.init = init
 
     def __call__(self, resume_state: Any) -> StatefulBatchLogic[Any, Any, Any]:
         """Build the equivalent general logic (the engine uses the fast path instead)."""

@@ -1,0 +1,47 @@
+"""The builders of ``stateful_batch`` that the engine runs as one compiled loop.
+
+A ``stateful_batch`` step normally builds one logic object per key and calls
+it per batch. A builder that is also a :class:`MapSpec` or a :class:`FoldSpec`
+tells the engine what the logic would do in plain data (the user's function
+and how a state starts), so the engine can instead run a loop of
+``cext/state.pyx`` over the batch with the raw state in a dict.
+
+The specs live here, not beside the operators, because the engine picks its
+nodes by them and must not import the operator layer; the operators subclass
+them into full builders (``fastflow/operators/_logic.py``), which must give
+the same per-key outputs, states and snapshots when run as logic objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+
+class MapSpec:
+    """``stateful_map``/``stateful_flat_map``: run by ``state.map_states``/``flat_map_states``.
+
+    ``mapper(state_or_None, value)`` returns ``(new_state, emit)`` (or, when
+    ``flat``, ``(new_state, iterable of emits)``); a new state of ``None``
+    discards the key. ``init()``, when given, makes a new key's first state.
+    """
+
+    def __init__(
+        self, mapper: Callable[[Any, Any], tuple[Any, Any]], init: Callable[[], Any] | None,
+        flat: bool,
+    ) -> None:
+        self.mapper = mapper
+        self.init = init
+        self.flat = flat
+
+
+class FoldSpec:
+    """``fold_final`` and friends: run by ``state.fold_states``.
+
+    Values fold into the state with ``folder(state, value)``, starting from
+    ``init()`` (or from a key's first value when ``init`` is ``None``); the
+    state is emitted, and the key discarded, when the upstream ends.
+    """
+
+    def __init__(self, folder: Callable[[Any, Any], Any], init: Callable[[], Any] | None):
+        self.folder = folder
+        self.init = init
