@@ -16,7 +16,7 @@ import pytest
 
 import fastflow
 import fastflow.operators
-from fastflow._engine import io, nodes
+from fastflow._engine import io, nodes, snapshot
 
 PACKAGE = Path(fastflow.__file__).parent
 CEXT_SOURCES = PACKAGE.parent / "cext"
@@ -66,12 +66,12 @@ def test_the_engine_and_operators_use_the_compiled_modules() -> None:
     # The modules the runtime actually calls into are the compiled ones.
     assert _is_compiled(fastflow.operators._ops.__file__)
     assert _is_compiled(nodes.state.__file__)
-    assert _is_compiled(nodes.codec.__file__)
     assert _is_compiled(sys.modules[nodes.branch_items.__module__].__file__)
     assert _is_compiled(sys.modules[io.check_keyed.__module__].__file__)
     ops = fastflow.operators._ops
     _compiled_functions(
-        [ops.map_items, ops.filter_items, ops.flat_map_items, nodes.branch_items, io.check_keyed]
+        [ops.map_items, ops.filter_items, ops.flat_map_items, nodes.branch_items, io.check_keyed,
+         snapshot.encode_changes, snapshot.decode_changes, snapshot.split_dict]
     )
 
 

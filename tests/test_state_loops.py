@@ -32,14 +32,15 @@ from fastflow.testing import TestingSink, TestingSource, run_main
 
 def ref_map(
     states: Dict[str, Any],
-    dirty: Optional[Set[str]],
+    dirty: Optional[Dict[str, bool]],
     batch: List[Any],
     mapper: Callable[[Any, Any], Any],
     builder: Optional[Callable[[], Any]],
 ) -> List[Any]:
     out = []
     for key, value in batch:
-        if key in states:
+        had = key in states
+        if had:
             current = states[key]
         else:
             current = None if builder is None else builder()
@@ -49,46 +50,48 @@ def ref_map(
         else:
             states[key] = new
         if dirty is not None:
-            dirty.add(key)
+            dirty.setdefault(key, had)
         out.append((key, emit))
     return out
 
 
 def ref_flat_map(
     states: Dict[str, Any],
-    dirty: Optional[Set[str]],
+    dirty: Optional[Dict[str, bool]],
     batch: List[Any],
     mapper: Callable[[Any, Any], Any],
 ) -> List[Any]:
     out = []
     for key, value in batch:
+        had = key in states
         new, emits = mapper(states.get(key), value)
         if new is None:
             states.pop(key, None)
         else:
             states[key] = new
         if dirty is not None:
-            dirty.add(key)
+            dirty.setdefault(key, had)
         out.extend((key, emit) for emit in emits)
     return out
 
 
 def ref_fold(
     states: Dict[str, Any],
-    dirty: Optional[Set[str]],
+    dirty: Optional[Dict[str, bool]],
     batch: List[Any],
     folder: Callable[[Any, Any], Any],
     builder: Optional[Callable[[], Any]],
 ) -> None:
     for key, value in batch:
-        if key in states:
+        had = key in states
+        if had:
             states[key] = folder(states[key], value)
         elif builder is None:
             states[key] = value
         else:
             states[key] = folder(builder(), value)
         if dirty is not None:
-            dirty.add(key)
+            dirty.setdefault(key, had)
 
 
 def ref_group(batch: List[Any]) -> Dict[str, List[Any]]:
@@ -126,22 +129,23 @@ def _add(acc: int, value: int) -> int:
 
 def test_map_states_updates_states_and_emits_in_input_order() -> None:
     states: Dict[str, Any] = {"b": 10}
-    dirty: Set[str] = set()
+    dirty: Dict[str, bool] = {}
     batch = [("a", 1), ("b", 2), ("a", 3)]
     out = state.map_states(states, dirty, batch, scripted, None, "s")
     assert out == [("a", (None, 1)), ("b", (10, 2)), ("a", (1, 3))]
     assert states == {"a": 4, "b": 12}
-    assert dirty == {"a", "b"}
+    # Each changed key, and whether it had state before its first change.
+    assert dirty == {"a": False, "b": True}
 
 
 def test_map_states_none_discards_and_marks_the_key_dirty() -> None:
     states: Dict[str, Any] = {"a": 5, "keep": 1}
-    dirty: Set[str] = set()
+    dirty: Dict[str, bool] = {}
     out = state.map_states(states, dirty, [("a", 4), ("new", 8)], scripted, None, "s")
     assert out == [("a", (5, 4)), ("new", (None, 8))]
-    # a is gone; "new" was never stored; both are dirty (tombstones).
+    # a is gone (it had state: a deletion to write); "new" never had any (nothing to write).
     assert states == {"keep": 1}
-    assert dirty == {"a", "new"}
+    assert dirty == {"a": True, "new": False}
 
 
 def test_map_states_without_dirty_tracking() -> None:
@@ -160,7 +164,7 @@ def test_map_states_builder_only_for_missing_keys() -> None:
 
     states: Dict[str, Any] = {"b": 1}
     batch = [("a", 1), ("b", 1), ("a", 4), ("a", 2)]
-    out = state.map_states(states, set(), batch, scripted, builder, "s")
+    out = state.map_states(states, {}, batch, scripted, builder, "s")
     # a: built, kept, discarded (by 4), built again.
     assert out == [("a", (100, 1)), ("b", (1, 1)), ("a", (101, 4)), ("a", (100, 2))]
     assert states == {"a": 102, "b": 2}
@@ -184,9 +188,9 @@ def test_map_states_non_pair_result_names_the_step(bad: Any) -> None:
 @pytest.mark.parametrize("bad", [1, "ab", ("a",), ("a", 1, 2), ["a", 1], (1, 1), (None, 1)])
 def test_state_loops_reject_non_str_keyed_pairs(bad: Any) -> None:
     calls = [
-        lambda b: state.map_states({}, set(), b, scripted, None, "my.step"),
-        lambda b: state.flat_map_states({}, set(), b, scripted_flat, None, "my.step"),
-        lambda b: state.fold_states({}, set(), b, _add, None, "my.step"),
+        lambda b: state.map_states({}, {}, b, scripted, None, "my.step"),
+        lambda b: state.flat_map_states({}, {}, b, scripted_flat, None, "my.step"),
+        lambda b: state.fold_states({}, {}, b, _add, None, "my.step"),
         lambda b: state.group_by_key(b, "my.step"),
     ]
     for call in calls:
@@ -254,12 +258,12 @@ def test_state_loops_check_their_argument_types(call: Callable[[], Any]) -> None
 
 def test_flat_map_states_flattens_in_input_order() -> None:
     states: Dict[str, Any] = {}
-    dirty: Set[str] = set()
+    dirty: Dict[str, bool] = {}
     batch = [("a", 1), ("b", 2), ("a", 4), ("c", 3)]
     out = state.flat_map_states(states, dirty, batch, scripted_flat, None, "s")
     assert out == [("a", (None, 1)), ("b", (None, 2)), ("b", (None, 2)), ("a", (1, 4))]
     assert states == {"b": 2, "c": 3}
-    assert dirty == {"a", "b", "c"}
+    assert dirty == {"a": False, "b": False, "c": False}
 
 
 def test_flat_map_states_takes_generators() -> None:
@@ -280,13 +284,13 @@ def test_flat_map_states_non_iterable_emits_is_a_type_error() -> None:
 
 def test_fold_states_with_builder() -> None:
     states: Dict[str, Any] = {"b": 1}
-    dirty: Set[str] = set()
+    dirty: Dict[str, bool] = {}
     assert (
         state.fold_states(states, dirty, [("a", 2), ("b", 3), ("a", 4)], _add, start_at_100, "s")
         is None
     )
     assert states == {"a": 106, "b": 4}
-    assert dirty == {"a", "b"}
+    assert dirty == {"a": False, "b": True}
 
 
 def test_fold_states_without_builder_starts_from_the_first_value() -> None:
@@ -337,7 +341,7 @@ states_st = st.dictionaries(keys_st, st.integers(-5, 5), max_size=4)
 def test_map_states_equals_reference(batch, initial, track, init) -> None:
     builder = start_at_100 if init else None
     states, ref_states = dict(initial), dict(initial)
-    dirty, ref_dirty = (set(), set()) if track else (None, None)
+    dirty, ref_dirty = ({}, {}) if track else (None, None)
     out = state.map_states(states, dirty, list(batch), scripted, builder, "s")
     assert out == ref_map(ref_states, ref_dirty, batch, scripted, builder)
     assert states == ref_states
@@ -348,7 +352,7 @@ def test_map_states_equals_reference(batch, initial, track, init) -> None:
 @given(batch=batch_st, initial=states_st, track=st.booleans())
 def test_flat_map_states_equals_reference(batch, initial, track) -> None:
     states, ref_states = dict(initial), dict(initial)
-    dirty, ref_dirty = (set(), set()) if track else (None, None)
+    dirty, ref_dirty = ({}, {}) if track else (None, None)
     out = state.flat_map_states(states, dirty, list(batch), scripted_flat, None, "s")
     assert out == ref_flat_map(ref_states, ref_dirty, batch, scripted_flat)
     assert states == ref_states
@@ -360,7 +364,7 @@ def test_flat_map_states_equals_reference(batch, initial, track) -> None:
 def test_fold_states_equals_reference(batch, initial, track, init) -> None:
     builder = start_at_100 if init else None
     states, ref_states = dict(initial), dict(initial)
-    dirty, ref_dirty = (set(), set()) if track else (None, None)
+    dirty, ref_dirty = ({}, {}) if track else (None, None)
     state.fold_states(states, dirty, list(batch), _add, builder, "s")
     ref_fold(ref_states, ref_dirty, batch, _add, builder)
     assert states == ref_states
@@ -391,7 +395,7 @@ def general(fast: Callable[[Any], Any]) -> Callable[[Any], Any]:
 class Run:
     """A stateful_batch node fed batch by batch, recording its output per batch."""
 
-    def __init__(self, builder: Callable[[Any], Any], resume: Dict[str, bytes]) -> None:
+    def __init__(self, builder: Callable[[Any], Any], resume: Dict[str, Any]) -> None:
         self.batches: List[List[Any]] = []
         self.node = stateful_node("df.s", builder, self.batches.append, lambda: None, True)
         self.node.restore(resume)
@@ -430,19 +434,22 @@ def grouped_like_general(batch: List[Tuple[str, Any]], out: List[Any]) -> List[A
 
 
 class Store:
-    """What a recovery store would hold after applying snapshot rows: key -> blob."""
+    """What a recovery store would hold after applying a node's changes: key -> state."""
 
-    def __init__(self, resume: Dict[str, bytes]) -> None:
-        self.blobs = dict(resume)
+    def __init__(self, resume: Dict[str, Any]) -> None:
+        self.states = dict(resume)
 
-    def apply(self, rows: List[Tuple[str, str, Optional[bytes]]]) -> Set[str]:
-        """Apply rows (``None``: tombstone); return the keys written."""
-        for _step, key, blob in rows:
-            if blob is None:
-                self.blobs.pop(key, None)
-            else:
-                self.blobs[key] = blob
-        return {key for _step, key, _blob in rows}
+    def apply(self, changes: Tuple[Dict[str, Any], Dict[str, bool]]) -> Set[str]:
+        """Encode and apply ``node.changes()`` as the engine does; return the keys written."""
+        values, changed = changes
+        written: Set[str] = set()
+        for _count, blob in codec.encode_changes(values, changed, 3):
+            sets, deleted = codec.decode_changes(blob)
+            self.states.update(sets)
+            for key in deleted:
+                del self.states[key]  # only keys the store holds are ever deleted
+            written.update(sets, deleted)
+        return written
 
 
 @settings(max_examples=150, deadline=None)
@@ -457,9 +464,8 @@ class Store:
 )
 def test_fast_path_equals_general_path(kind, init, batches, epoch_ends, resume) -> None:
     fast_builder = KINDS[kind](start_at_100 if init else None)
-    blobs = {key: codec.encode(value) for key, value in resume.items()}
-    fast, slow = Run(fast_builder, blobs), Run(general(fast_builder), blobs)
-    fast_store, slow_store = Store(blobs), Store(blobs)
+    fast, slow = Run(fast_builder, resume), Run(general(fast_builder), resume)
+    fast_store, slow_store = Store(resume), Store(resume)
     assert fast.fast and not slow.fast
     assert fast.states() == slow.states() == resume
     touched: Set[str] = set()
@@ -472,15 +478,17 @@ def test_fast_path_equals_general_path(kind, init, batches, epoch_ends, resume) 
             assert grouped_like_general(batch, fast_out) == slow_out
         assert fast.states() == slow.states()
         if i in epoch_ends:
-            # The fast path writes exactly the keys touched since the last epoch.
-            assert fast_store.apply(fast.node.snapshot_rows()) == touched
-            assert slow_store.apply(slow.node.snapshot_rows()) == touched
-            assert fast_store.blobs == slow_store.blobs
+            # Both write exactly the keys touched since the last epoch, except those
+            # created and discarded in between (they never reached the store).
+            expected = {k for k in touched if k in fast_store.states or k in fast.states()}
+            assert fast_store.apply(fast.node.changes()) == expected
+            assert slow_store.apply(slow.node.changes()) == expected
+            assert fast_store.states == slow_store.states == fast.states()
             touched.clear()
     before_end = fast.states()
     fast_final, slow_final = fast.end(), slow.end()
     assert fast_final == slow_final
-    live = {key: codec.encode(value) for key, value in fast.states().items()}
+    live = fast.states()
     if kind == "fold":
         # Every key is emitted, in key order, and discarded.
         assert fast_final == sorted(before_end.items())
@@ -488,9 +496,9 @@ def test_fast_path_equals_general_path(kind, init, batches, epoch_ends, resume) 
     else:
         assert fast_final == []
     assert fast.states() == slow.states()
-    fast_store.apply(fast.node.snapshot_rows())
-    slow_store.apply(slow.node.snapshot_rows())
-    assert fast_store.blobs == slow_store.blobs == live
+    fast_store.apply(fast.node.changes())
+    slow_store.apply(slow.node.changes())
+    assert fast_store.states == slow_store.states == live
 
 
 def test_only_map_and_fold_builders_are_fast_paths() -> None:
