@@ -133,9 +133,14 @@ class Dataflow:
 
     def __post_init__(self) -> None:
         if not isinstance(self.flow_id, str):
-            raise TypeError(f"flow_id must be a str; got a {type(self.flow_id).__name__}")
-        if not self.flow_id or "." in self.flow_id:
-            raise ValueError(f"flow_id {self.flow_id!r} must be non-empty and contain no '.'")
+            raise TypeError(
+                f"'flow_id' must be a `str`; got {self.flow_id!r} of type "
+                f"{type(self.flow_id).__name__}"
+            )
+        if "." in self.flow_id:
+            raise ValueError(f"'flow_id' can't contain any periods '.'; got {self.flow_id!r}")
+        if not self.flow_id:
+            raise ValueError("'flow_id' must not be empty")
         self._scope = _Scope(self.flow_id, self.substeps, self)
 
     def _with_scope(self, scope: _Scope) -> Dataflow:
@@ -150,18 +155,36 @@ class Dataflow:
 _building: list[tuple[Operator, _Scope]] = []
 
 
-def _scope_of(value: Any) -> _Scope | None:
+def _carried(value: Any, kind: inspect._ParameterKind) -> list[Stream[Any] | Dataflow]:
+    """The streams (or the dataflow) an argument brings into an operator, to be re-scoped.
+
+    As in Bytewax: a ``Stream`` or ``Dataflow`` argument, and the streams of
+    ``*args`` and ``**kwargs``. Streams nested in other values (a list, a dict,
+    a dataclass) are not carried: using them inside the operator is a scoping
+    error.
+    """
     if isinstance(value, (Stream, Dataflow)):
-        return value._scope
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            if isinstance(item, Stream):
-                return item._scope
-    return None
+        return [value]
+    if kind is inspect.Parameter.VAR_POSITIONAL:
+        return [v for v in value if isinstance(v, Stream)]
+    if kind is inspect.Parameter.VAR_KEYWORD:
+        return [v for v in value.values() if isinstance(v, Stream)]
+    return []
+
+
+def _rescope_arg(value: Any, kind: inspect._ParameterKind, scope: _Scope) -> Any:
+    """Point the streams :func:`_carried` finds in an argument at ``scope``."""
+    if isinstance(value, (Stream, Dataflow)):
+        return value._with_scope(scope)
+    if kind is inspect.Parameter.VAR_POSITIONAL:
+        return tuple(v._with_scope(scope) if isinstance(v, Stream) else v for v in value)
+    if kind is inspect.Parameter.VAR_KEYWORD:
+        return {k: v._with_scope(scope) if isinstance(v, Stream) else v for k, v in value.items()}
+    return value
 
 
 def _rescope(value: Any, scope: _Scope) -> Any:
-    """Point streams (also inside lists, tuples and dataclasses) at ``scope``."""
+    """Point the streams an operator returns (also in lists, tuples, dataclasses) at ``scope``."""
     if isinstance(value, (Stream, Dataflow)):
         return value._with_scope(scope)
     if isinstance(value, (list, tuple)) and any(isinstance(v, Stream) for v in value):
@@ -176,18 +199,76 @@ def _rescope(value: Any, scope: _Scope) -> Any:
     return value
 
 
-def _stream_ids(value: Any) -> list[str]:
-    if isinstance(value, Stream):
-        return [value.stream_id]
-    if isinstance(value, (list, tuple)):
-        return [v.stream_id for v in value if isinstance(v, Stream)]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [
-            getattr(value, f.name).stream_id
-            for f in dataclasses.fields(value)
-            if isinstance(getattr(value, f.name), Stream)
-        ]
-    return []
+def _check_step_id(op_name: str, step_id: Any) -> None:
+    """Refuse a step id that is not a non-empty ``str`` without periods (Bytewax's wording too)."""
+    if not isinstance(step_id, str):
+        raise TypeError(
+            f"{op_name}: 'step_id' must be a `str`; got {step_id!r} of type "
+            f"{type(step_id).__name__}"
+        )
+    if "." in step_id:
+        raise ValueError(
+            f"{op_name}: 'step_id' can't contain any periods '.'; got {step_id!r} "
+            "(periods separate the ids of nested steps)"
+        )
+    if not step_id:
+        raise ValueError(f"{op_name}: 'step_id' must not be empty")
+
+
+def _nested_streams(value: Any) -> list[Stream[Any]]:
+    """The streams inside a list, tuple, dict or dataclass (not carried into operators)."""
+    if isinstance(value, dict):
+        items: Any = value.values()
+    elif isinstance(value, (list, tuple)):
+        items = value
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = [getattr(value, f.name) for f in dataclasses.fields(value)]
+    else:
+        return []
+    return [item for item in items if isinstance(item, Stream)]
+
+
+_STREAM_NAMES = ("Stream", "KeyedStream", "fastflow.dataflow.Stream")
+
+
+def _no_scope_error(func: Callable[..., Any], sig: inspect.Signature, bound: Any) -> TypeError:
+    """No argument brought a ``Stream`` or the ``Dataflow``: say which one should have."""
+    args = {name: value for name, value in bound.arguments.items() if name != "step_id"}
+    got = ", ".join(f"{name}={type(value).__name__}" for name, value in args.items())
+    annotated = {name: str(sig.parameters[name].annotation) for name in args}
+    wanted = next((n for n, a in annotated.items() if "Stream" in a or "Dataflow" in a), None)
+    what = ""
+    if wanted is not None:
+        kind = "Dataflow" if "Dataflow" in annotated[wanted] else "Stream"
+        what = f"{wanted!r} argument must be a `{kind}`; "
+    nested = [name for name, value in args.items() if _nested_streams(value)]
+    if any(not annotated[name].lstrip("'\"").startswith(_STREAM_NAMES) for name in nested):
+        hint = (
+            "streams inside a list, dict or dataclass argument do not count (as in Bytewax): "
+            "take them as `*ups: Stream` (or `**ups: Stream`) parameters"
+        )
+    else:
+        hint = "did you forget to unpack the result of an operator that returns several streams?"
+    return TypeError(
+        f"operator {func.__name__!r} (step {bound.arguments['step_id']!r}) needs a `Stream` or "
+        f"the `Dataflow` to attach to: {what}got {got}; {hint}"
+    )
+
+
+def _scope_error(op_name: str, step_id: str, scopes: list[_Scope]) -> AssertionError:
+    """Streams of several scopes given to one operator (the error type Bytewax raises)."""
+    names = ", ".join(
+        repr(scope.parent_id) + ("" if scope.flow is scopes[0].flow else " (another Dataflow)")
+        for scope in scopes
+    )
+    return AssertionError(
+        f"inconsistent stream scoping: the `Stream` arguments of operator {op_name!r} "
+        f"(step {step_id!r}) come from several scopes ({names}); expected one. A stream "
+        "used inside an operator must come in through that operator's `Stream`, "
+        "`*args: Stream` or `**kwargs: Stream` parameters; streams nested in a list, dict "
+        "or dataclass argument, captured from an enclosing function, or of another "
+        "Dataflow are not re-scoped. See `fastflow.dataflow.operator`."
+    )
 
 
 def _down_ports(value: Any) -> dict[str, str]:
@@ -207,10 +288,16 @@ def operator(
 ) -> Callable[..., Any]:
     """Turn a function into an operator: calling it adds a step to the dataflow.
 
-    The function's first parameter must be ``step_id``; another parameter must
-    be a :class:`Stream` (or list of them) or the :class:`Dataflow`, which tells
-    where the step goes. Operators called inside the body become substeps, so
-    their ids are nested under this step's id.
+    The function's first parameter must be ``step_id`` (a ``str`` without
+    periods). The streams it takes as :class:`Stream` parameters, as
+    ``*args: Stream`` or ``**kwargs: Stream``, or the :class:`Dataflow`, tell
+    where the step goes; they must all come from the same place (the same
+    dataflow, at the same nesting level). Inside the body they are re-scoped,
+    so operators called there become substeps, with ids nested under this
+    step's id. As in Bytewax, streams nested in other arguments (a
+    ``List[Stream]``, a dict, a dataclass) are not re-scoped: using them
+    inside the body fails at build time with an "inconsistent stream scoping"
+    ``AssertionError``; take them as ``*args`` instead.
 
     >>> from fastflow.dataflow import Dataflow, Stream, operator
     >>> import fastflow.operators as op
@@ -227,11 +314,25 @@ def operator(
     >>> run_main(flow)
     eg.show: 22
     eg.show: 24
+
+    Several streams at once come in as ``*args``:
+
+    >>> @operator
+    ... def merge_all(step_id: str, *ups: Stream[int]) -> Stream[int]:
+    ...     return op.merge("merge", *ups)
+    >>> flow = Dataflow("many")
+    >>> a = op.input("a", flow, TestingSource([1]))
+    >>> b = op.input("b", flow, TestingSource([2]))
+    >>> _ = op.inspect("show", merge_all("all", a, b))
+    >>> run_main(flow)
+    many.show: 1
+    many.show: 2
     """
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(func)
         params = list(sig.parameters)
+        kinds = {name: param.kind for name, param in sig.parameters.items()}
         if not params or params[0] != "step_id":
             raise TypeError(f"operator {f_repr(func)} must take `step_id` as its first parameter")
 
@@ -240,29 +341,21 @@ def operator(
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
             step_id = bound.arguments["step_id"]
-            if not isinstance(step_id, str):
-                raise TypeError(
-                    f"{func.__name__}: step_id must be a str; got {step_id!r} "
-                    f"of type {type(step_id).__name__}"
-                )
-            if "." in step_id or not step_id:
-                raise ValueError(
-                    f"{func.__name__}: step_id {step_id!r} must be non-empty and contain no '.'"
-                )
-            scope = next(
-                (s for s in map(_scope_of, bound.arguments.values()) if s is not None), None
-            )
-            if scope is None:
-                got = ", ".join(
-                    f"{name}={type(value).__name__}"
-                    for name, value in bound.arguments.items()
-                    if name != "step_id"
-                )
-                raise TypeError(
-                    f"operator {func.__name__!r} (step {step_id!r}) needs a `Stream` or the "
-                    f"`Dataflow` to attach to; got {got}; did you forget to unpack the result "
-                    "of an operator that returns several streams?"
-                )
+            _check_step_id(func.__name__, step_id)
+            carried = {
+                name: _carried(value, kinds[name])
+                for name, value in bound.arguments.items()
+                if name != "step_id"
+            }
+            scopes: dict[tuple[str, int], _Scope] = {}
+            for values in carried.values():
+                for value in values:
+                    scopes.setdefault((value._scope.parent_id, id(value._scope.flow)), value._scope)
+            if not scopes:
+                raise _no_scope_error(func, sig, bound)
+            if len(scopes) > 1:
+                raise _scope_error(func.__name__, step_id, list(scopes.values()))
+            (scope,) = scopes.values()
             full_id = f"{scope.parent_id}.{step_id}"
             if full_id in scope.flow._step_ids:
                 raise ValueError(
@@ -272,11 +365,12 @@ def operator(
             scope.flow._step_ids.add(full_id)
             step = Operator(func.__name__, full_id)
             inner = _Scope(full_id, step.substeps, scope.flow)
-            for name, value in bound.arguments.items():
-                ids = _stream_ids(value) if not isinstance(value, Dataflow) else []
+            for name, values in carried.items():
+                ids = [value.stream_id for value in values if isinstance(value, Stream)]
                 if ids:
                     step.ups[name] = ids
-                bound.arguments[name] = _rescope(value, inner)
+                if values:
+                    bound.arguments[name] = _rescope_arg(bound.arguments[name], kinds[name], inner)
             _building.append((step, inner))
             try:
                 result = func(*bound.args, **bound.kwargs)

@@ -97,6 +97,19 @@ def test_import_gives_the_fastflow_modules_themselves(tmp_path: Path) -> None:
     )
 
 
+def test_operators_helpers_is_served_too(tmp_path: Path) -> None:
+    out = python(
+        "import fastflow.compat\n"
+        "import bytewax.operators.helpers as helpers\n"
+        "from bytewax.operators.helpers import map_dict_value\n"
+        "import fastflow.operators.helpers\n"
+        "print(helpers is fastflow.operators.helpers, helpers.__all__)\n"
+        "print(map_dict_value('a', str.upper)({'a': 'x'}))\n",
+        tmp_path,
+    )
+    assert out == "True ['map_dict_value']\n{'a': 'X'}\n"
+
+
 def test_a_module_fastflow_lacks_fails_with_a_clear_message(tmp_path: Path) -> None:
     out = python(
         "import fastflow.compat\n"

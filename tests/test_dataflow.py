@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, List
 
@@ -31,14 +32,17 @@ def test_dataflow_keeps_its_id_and_starts_empty() -> None:
     assert flow.substeps == []
 
 
-@pytest.mark.parametrize("bad", ["d.f", ""])
-def test_dataflow_id_must_be_nonempty_without_periods(bad: str) -> None:
-    with pytest.raises(ValueError, match="flow_id"):
+@pytest.mark.parametrize(
+    "bad, message",
+    [("d.f", "'flow_id' can't contain any periods '.'; got 'd.f'"), ("", "must not be empty")],
+)
+def test_dataflow_id_must_be_nonempty_without_periods(bad: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
         Dataflow(bad)
 
 
 def test_dataflow_id_must_be_a_str() -> None:
-    with pytest.raises(TypeError, match="flow_id must be a str"):
+    with pytest.raises(TypeError, match=re.escape("'flow_id' must be a `str`; got 1 of type int")):
         Dataflow(1)  # type: ignore[arg-type]
 
 
@@ -86,16 +90,23 @@ def test_same_inner_id_under_different_outer_ids_is_fine() -> None:
     assert _ids(flow.substeps[2].substeps) == ["df.b.flat_map_batch"]
 
 
-@pytest.mark.parametrize("bad", ["a.b", ""])
-def test_step_id_must_be_nonempty_without_periods(bad: str) -> None:
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        # Bytewax's wording is kept, for code that matches on it.
+        ("a.b", "map: 'step_id' can't contain any periods '.'; got 'a.b'"),
+        ("", "map: 'step_id' must not be empty"),
+    ],
+)
+def test_step_id_must_be_nonempty_without_periods(bad: str, message: str) -> None:
     _, s = _flow_with_input()
-    with pytest.raises(ValueError, match="step_id"):
+    with pytest.raises(ValueError, match=re.escape(message)):
         op.map(bad, s, str)
 
 
 def test_step_id_must_be_a_str() -> None:
     _, s = _flow_with_input()
-    with pytest.raises(TypeError, match="step_id must be a str"):
+    with pytest.raises(TypeError, match=re.escape("map: 'step_id' must be a `str`; got 1 of type")):
         op.map(1, s, str)  # type: ignore[arg-type]
 
 
@@ -104,8 +115,15 @@ def test_step_id_must_be_a_str() -> None:
 
 def test_up_that_is_not_a_stream_is_a_type_error() -> None:
     _flow_with_input()
-    with pytest.raises(TypeError, match=r"operator 'map' \(step 'm'\).*up=int.*unpack"):
+    message = r"operator 'map' \(step 'm'\).*'up' argument must be a `Stream`; .*up=int.*unpack"
+    with pytest.raises(TypeError, match=message):
         op.map("m", 1, str)  # type: ignore[arg-type]
+
+
+def test_a_list_where_a_stream_goes_asks_to_unpack() -> None:
+    _, s = _flow_with_input()
+    with pytest.raises(TypeError, match=r"'up' argument must be a `Stream`; got up=list.*unpack"):
+        op.map("m", [s], str)  # type: ignore[arg-type]
 
 
 def test_passing_branch_output_unpacked_is_a_type_error() -> None:
@@ -305,19 +323,119 @@ def test_custom_operator_returning_a_dataclass_of_streams() -> None:
     assert (small, big) == ([1, 2], [5, 9])
 
 
-def test_custom_operator_taking_a_list_of_streams() -> None:
+def test_custom_operator_taking_streams_as_star_args() -> None:
     @operator
-    def merge_all(step_id: str, ups: List[Stream[int]]) -> Stream[int]:
+    def merge_all(step_id: str, *ups: Stream[int]) -> Stream[int]:
         return op.merge("merge", *ups)
 
     flow = Dataflow("df")
     a = op.input("a", flow, TestingSource([1]))
     b = op.input("b", flow, TestingSource([2]))
     out: List[int] = []
-    op.output("out", merge_all("all", [a, b]), TestingSink(out))
+    op.output("out", merge_all("all", a, b), TestingSink(out))
+    assert flow.substeps[2].ups == {"ups": [a.stream_id, b.stream_id]}
+    assert _ids(flow.substeps[2].substeps) == ["df.all.merge"]
+    run_main(flow)
+    assert sorted(out) == [1, 2]
+
+
+def test_custom_operator_taking_streams_as_keyword_args() -> None:
+    @operator
+    def merge_named(step_id: str, **ups: Stream[int]) -> Stream[int]:
+        return op.merge("merge", *ups.values())
+
+    flow = Dataflow("df")
+    a = op.input("a", flow, TestingSource([1]))
+    b = op.input("b", flow, TestingSource([2]))
+    out: List[int] = []
+    op.output("out", merge_named("all", x=a, y=b), TestingSink(out))
     assert flow.substeps[2].ups == {"ups": [a.stream_id, b.stream_id]}
     run_main(flow)
     assert sorted(out) == [1, 2]
+
+
+# Stream scoping: as strict as Bytewax.
+
+_SCOPING = "inconsistent stream scoping"
+
+
+@operator
+def _merge_with_list(step_id: str, up: Stream[int], others: List[Stream[int]]) -> Stream[int]:
+    return op.merge("m", up, *others)
+
+
+def test_streams_in_a_list_argument_are_not_rescoped() -> None:
+    flow = Dataflow("df")
+    a = op.input("a", flow, TestingSource([1]))
+    b = op.input("b", flow, TestingSource([2]))
+    with pytest.raises(AssertionError, match=rf"{_SCOPING}.*'merge' \(step 'm'\).*'df.all', 'df'"):
+        _merge_with_list("all", a, [b])
+    # A tuple is no different.
+    with pytest.raises(AssertionError, match=_SCOPING):
+        _merge_with_list("all2", a, (b,))  # type: ignore[arg-type]
+
+
+def test_an_operator_given_only_a_list_of_streams_has_no_scope() -> None:
+    @operator
+    def merge_list(step_id: str, ups: List[Stream[int]]) -> Stream[int]:
+        return op.merge("m", *ups)
+
+    _, s = _flow_with_input()
+    with pytest.raises(TypeError, match=r"'ups' argument must be a `Stream`.*`\*ups: Stream`"):
+        merge_list("all", [s, s])
+
+
+def test_streams_in_a_dataclass_argument_are_not_rescoped() -> None:
+    @operator
+    def merge_halves(step_id: str, up: Stream[int], halves: _Halves) -> Stream[int]:
+        return op.merge("m", up, halves.small)
+
+    _, s = _flow_with_input()
+    with pytest.raises(AssertionError, match=_SCOPING):
+        merge_halves("h", s, _Halves(s, s))
+
+
+def test_a_stream_captured_from_outside_an_operator_is_a_scoping_error() -> None:
+    flow, s = _flow_with_input()
+    other = op.input("other", flow, TestingSource([3]))
+
+    @operator
+    def with_other(step_id: str, up: Stream[int]) -> Stream[int]:
+        return op.merge("m", up, other)
+
+    with pytest.raises(AssertionError, match=_SCOPING):
+        with_other("w", s)
+
+
+def test_an_inner_stream_leaking_out_of_an_operator_is_a_scoping_error() -> None:
+    leaked: List[Stream[int]] = []
+
+    @operator
+    def leaky(step_id: str, up: Stream[int]) -> Stream[int]:
+        inner = op.map("inner", up, abs)
+        leaked.append(inner)
+        return op.map("out", inner, abs)
+
+    _, s = _flow_with_input()
+    out = leaky("l", s)
+    with pytest.raises(AssertionError, match=rf"{_SCOPING}.*'df', 'df.l'"):
+        op.merge("m", out, leaked[0])
+
+
+def test_streams_of_two_dataflows_cannot_meet() -> None:
+    _, s = _flow_with_input()
+    _, t = _flow_with_input()  # another Dataflow, with the same id
+    with pytest.raises(AssertionError, match=rf"{_SCOPING}.*another Dataflow"):
+        op.merge("m", s, t)
+
+
+def test_a_failed_scoping_check_adds_no_step() -> None:
+    flow = Dataflow("df")
+    a = op.input("a", flow, TestingSource([1]))
+    b = op.input("b", flow, TestingSource([2]))
+    with pytest.raises(AssertionError):
+        _merge_with_list("all", a, [b])
+    assert _ids(flow.substeps) == ["df.a", "df.b"]
 
 
 # Streams.

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import fastflow.operators as op
 from fastflow.dataflow import Dataflow, Stream
 from fastflow.errors import BytewaxRuntimeError, FastflowRuntimeError
+from fastflow.operators.helpers import map_dict_value
 from fastflow.testing import TestingSink, TestingSource, run_main
 
 EOF = TestingSource.EOF
@@ -615,3 +616,20 @@ def test_stateless_chain_matches_a_python_loop(items: List[int], batch_size: int
     op.output("out", _chain(s), TestingSink(out))
     run_main(flow)
     assert out == _chain_in_python(items)
+
+
+# operators.helpers
+
+
+def test_map_dict_value_maps_one_value_in_place(run_items: Any) -> None:
+    rows = [{"name": "ann", "n": 1}, {"name": "bob", "n": 2}]
+    mapper = map_dict_value("n", lambda n: n * 10)
+    out = run_items(rows, lambda s: op.map("x", s, mapper))
+    assert out == [{"name": "ann", "n": 10}, {"name": "bob", "n": 20}]
+    assert out[0] is rows[0]  # as in Bytewax: the same dict, changed
+
+
+def test_map_dict_value_without_the_key_names_the_step(run_items: Any) -> None:
+    with pytest.raises(FastflowRuntimeError, match=r"step 'df\.x\..*KeyError") as raised:
+        run_items([{"other": 1}], lambda s: op.map("x", s, map_dict_value("n", abs)))
+    assert isinstance(raised.value.__cause__, KeyError)

@@ -574,6 +574,124 @@ def test_resume_keeps_join_state_with_tuples_and_sets() -> None:
     ]
 
 
+# The ends of time: waiting forever, and timestamps next to datetime.min/max.
+
+US = timedelta(microseconds=1)
+
+
+def test_event_clock_saturates_at_the_ends_of_time() -> None:
+    now = FakeNow()
+    forever = win.EventClock(at, timedelta.max, now_getter=now).build(None)
+    forever.before_batch()
+    assert forever.on_item(5) == (at(5), win.UTC_MIN), "waiting forever: nothing is late"
+    now.now += timedelta(seconds=2)
+    assert forever.on_notify() == win.UTC_MIN + timedelta(seconds=2)
+    on_system_time = win.EventClock(at, timedelta.max).build(None)
+    on_system_time.before_batch()
+    on_system_time.on_item(5)
+    assert on_system_time.to_system_utc(at(5)).year > 4000, "the watermark starts at year 1"
+    assert on_system_time.to_system_utc(win.UTC_MAX) == win.UTC_MAX
+    no_wait = win.EventClock(lambda ts: ts, timedelta(0), now_getter=now).build(None)
+    no_wait.before_batch()
+    assert no_wait.on_item(win.UTC_MIN) == (win.UTC_MIN, win.UTC_MIN)
+    assert no_wait.on_item(win.UTC_MAX - US) == (win.UTC_MAX - US, win.UTC_MAX - US)
+    now.now += timedelta(days=1)
+    assert no_wait.on_notify() == win.UTC_MAX, "system time passing saturates too"
+    assert no_wait.on_item(win.UTC_MAX) == (win.UTC_MAX, win.UTC_MAX)
+    waiting = win.EventClock(lambda ts: ts, timedelta(seconds=5), now_getter=now).build(None)
+    waiting.before_batch()
+    assert waiting.on_item(win.UTC_MIN + US) == (win.UTC_MIN + US, win.UTC_MIN)
+
+
+def test_system_clock_with_a_window_as_long_as_time() -> None:
+    everything = win.TumblingWindower(timedelta.max, align_to=win.UTC_MIN)
+    got = E.run([keyed("a", 1, "a", 2)], lambda s: win.collect_window(
+        "cw", s, win.SystemClock(), everything))
+    assert got["down"] == [("a", (0, [1, 2]))]
+    assert got["meta"] == [("a", (0, ("meta", ("at", (win.UTC_MIN - T0).total_seconds()),
+                                      ("at", (win.UTC_MAX - T0).total_seconds()), [])))]
+
+
+def test_tumbling_and_sliding_bounds_saturate() -> None:
+    logic = E.tumbling(10).build(None)
+    last, first = logic.open_for(win.UTC_MAX), logic.open_for(win.UTC_MIN)
+    assert logic.open_for(win.UTC_MAX - US) == last and logic.late_for(win.UTC_MIN + US) == first
+    closed = dict(logic.close_for(win.UTC_MAX))
+    assert closed[last[0]] == win.WindowMetadata(win.UTC_MAX - timedelta(seconds=9.999999),
+                                                 win.UTC_MAX)
+    assert closed[first[0]] == win.WindowMetadata(win.UTC_MIN,
+                                                  win.UTC_MIN + timedelta(seconds=10))
+    endless = win.TumblingWindower(timedelta.max, align_to=T0).build(None)
+    assert [endless.open_for(t) for t in (win.UTC_MIN, at(0), win.UTC_MAX)] == [[-1], [0], [0]]
+    assert endless.close_for(win.UTC_MAX) == [(-1, win.WindowMetadata(win.UTC_MIN, T0)),
+                                              (0, win.WindowMetadata(T0, win.UTC_MAX))]
+    half = timedelta.max // 2
+    sliding = win.SlidingWindower(timedelta.max, half, align_to=win.UTC_MIN).build(None)
+    assert sliding.open_for(win.UTC_MIN) == [-2, -1, 0], "2 * half is 1 µs short of max"
+    assert sliding.open_for(win.UTC_MAX) == [-1, 0]
+    assert sliding.close_for(win.UTC_MAX - US) == [(-2, win.WindowMetadata(win.UTC_MIN,
+                                                                           win.UTC_MIN + US))]
+    assert sliding.notify_at() == win.UTC_MAX
+    assert sliding.close_for(win.UTC_MAX) == [(-1, win.WindowMetadata(win.UTC_MIN, win.UTC_MAX)),
+                                              (0, win.WindowMetadata(win.UTC_MIN, win.UTC_MAX))]
+
+
+def test_sessions_with_an_endless_gap_close_at_the_end() -> None:
+    logic = win.SessionWindower(timedelta.max).build(None)
+    assert [logic.open_for(t) for t in (win.UTC_MAX, win.UTC_MIN, at(0))] == [(0,), (0,), (0,)]
+    assert logic.notify_at() == win.UTC_MAX
+    assert logic.close_for(win.UTC_MAX - US) == []
+    assert logic.close_for(win.UTC_MAX) == [(0, win.WindowMetadata(win.UTC_MIN, win.UTC_MAX))]
+    zero_gap = win.SessionWindower(timedelta(0)).build(None)
+    assert [zero_gap.open_for(t) for t in (win.UTC_MAX, win.UTC_MAX - US, win.UTC_MAX)] == [
+        (0,), (1,), (0,)]
+    assert zero_gap.close_for(win.UTC_MAX - US) == []
+    assert zero_gap.close_for(win.UTC_MAX) == [
+        (0, win.WindowMetadata(win.UTC_MAX, win.UTC_MAX)),
+        (1, win.WindowMetadata(win.UTC_MAX - US, win.UTC_MAX - US)),
+    ], "the end of time closes even a session whose gap reaches it (Bytewax keeps it open)"
+
+
+@pytest.mark.parametrize("windower", [E.tumbling(), E.sliding(10, 5), E.session(5),
+                                      win.TumblingWindower(timedelta.max, T0),
+                                      win.SessionWindower(timedelta.max)])
+@pytest.mark.parametrize("wait", [timedelta(0), timedelta(seconds=5), timedelta.max])
+def test_every_operator_runs_at_the_ends_of_time(windower: Any, wait: timedelta) -> None:
+    """Values at datetime.min/max and everything between: every value comes out once."""
+    stamps = [win.UTC_MIN, win.UTC_MIN + US, at(3), win.UTC_MAX - US, win.UTC_MAX]
+    clock = win.EventClock(lambda ts: ts, wait, now_getter=lambda: FIXED_NOW)
+    side_clock = win.EventClock(lambda v: v, wait, now_getter=lambda: FIXED_NOW)
+    builds = {
+        "collect": lambda s: win.collect_window("o", s, clock, windower),
+        "count": lambda s: win.count_window("o", op.key_rm("rm", s), clock, windower,
+                                            key=lambda _ts: "a"),
+        "max": lambda s: win.max_window("o", s, clock, windower),
+        "join": lambda s: win.join_window("o", side_clock, windower, s, insert_mode="product"),
+    }
+    for order in (stamps, stamps[::-1]):
+        items = [("a", ts) for ts in order]
+        for name, build in builds.items():
+            got = E.run([items], build)
+            assert got["down"], name
+            if name == "collect":
+                emitted = [v for _k, (_i, vs) in got["down"] for v in vs]
+                late = [v for _k, (_i, v) in got["late"]]
+                values = [("at", (ts - T0).total_seconds()) for ts in order]
+                assert set(emitted + late) == set(values), "each value: in a window, or late"
+            if wait == timedelta.max:
+                assert got["late"] == [], name
+
+
+def test_waiting_forever_matches_bytewax() -> None:
+    """Checked against Bytewax 0.21.1 (``wait_forever`` scenario): nothing is late."""
+    got = SCENARIOS["wait_forever"](E)
+    assert got["collect"]["down"] == [("a", (0, [1, 2, 3, 8, 9.999])), ("a", (1, [10, 12, 16])),
+                                      ("a", (3, [30])), ("b", (0, [2, 4])), ("b", (2, [21]))]
+    assert all(run["late"] == [] for run in got.values())
+    assert got["count"]["down"] == [("all", (0, 7)), ("all", (1, 3)), ("late ones", (3, 1)),
+                                    ("late ones", (2, 1))], "closed in the order they opened"
+
+
 # Parity with Bytewax.
 
 

@@ -53,11 +53,11 @@ class Engine:
         """An epoch interval that closes an epoch after every batch."""
         return timedelta(0) if self.name == "bytewax" else timedelta(microseconds=1)
 
-    def clock(self, wait: float = 0, ts: Callable[[Any], float] = lambda v: v) -> Any:
-        """An event clock reading ``at(ts(value))``, waiting ``wait`` seconds, at a fixed now."""
-        return self.win.EventClock(
-            lambda v: at(ts(v)), timedelta(seconds=wait), now_getter=lambda: FIXED_NOW
-        )
+    def clock(self, wait: float | timedelta = 0, ts: Callable[[Any], float] = lambda v: v) -> Any:
+        """An event clock reading ``at(ts(value))``, waiting ``wait`` (seconds), at a fixed now."""
+        if not isinstance(wait, timedelta):
+            wait = timedelta(seconds=wait)
+        return self.win.EventClock(lambda v: at(ts(v)), wait, now_getter=lambda: FIXED_NOW)
 
     def tumbling(self, length: float = 10) -> Any:
         """Tumbling windows of ``length`` seconds from :data:`T0`."""
@@ -373,6 +373,62 @@ def system_clock(e: Engine) -> Any:
     items = _keyed("a", 1, "b", 2, "a", 3)
     out = e.run([items], lambda s: e.win.collect_window("cw", s, e.win.SystemClock(), hour))
     return out["down"]
+
+
+@scenario
+def wait_forever(e: Engine) -> Any:
+    """``wait_for_system_duration=timedelta.max``: nothing is late, windows close at the end."""
+    clock = e.clock(timedelta.max)
+    forever = {
+        "collect": e.run([OUT_OF_ORDER], _collect(e, e.tumbling(), wait=timedelta.max)),
+        "unordered": e.run([OUT_OF_ORDER], _collect(e, e.sliding(10, 5), wait=timedelta.max,
+                                                    ordered=False)),
+        "session": e.run([OUT_OF_ORDER], _collect(e, e.session(3), wait=timedelta.max)),
+        "count": e.run([[v for _k, v in OUT_OF_ORDER]], lambda s: e.win.count_window(
+            "c", s, clock, e.tumbling(), lambda v: "all" if v < 20 else "late ones")),
+        "fold": e.run([OUT_OF_ORDER], lambda s: e.win.fold_window(
+            "f", s, clock, e.tumbling(), list, lambda acc, v: [*acc, v], lambda a, b: a + b)),
+        "reduce": e.run([OUT_OF_ORDER], lambda s: e.win.reduce_window(
+            "r", s, clock, e.tumbling(), lambda a, b: a * 100 + b)),
+        "max": e.run([OUT_OF_ORDER], lambda s: e.win.max_window("m", s, clock, e.tumbling())),
+        "min": e.run([OUT_OF_ORDER], lambda s: e.win.min_window("m", s, clock, e.tumbling())),
+        "window": e.run([OUT_OF_ORDER], lambda s: e.win.window(
+            "w", s, clock, e.session(5), recorder_logic(e))),
+    }
+    join_clock = e.clock(timedelta.max, lambda v: v[1])
+    for insert, emit in MODES:
+        forever[f"join_{insert}_{emit}"] = e.run(
+            [JOIN_LEFT, JOIN_RIGHT], lambda *s, i=insert, m=emit: e.win.join_window(
+                "j", join_clock, e.tumbling(), *s, insert_mode=i, emit_mode=m))
+    return forever
+
+
+UTC_MIN = datetime.min.replace(tzinfo=timezone.utc)
+UTC_MAX = datetime.max.replace(tzinfo=timezone.utc)
+US = timedelta(microseconds=1)
+# Near the ends of time, but with every window's bounds inside it (Bytewax
+# raises OverflowError for a window that would open or close outside).
+NEAR_ENDS = [UTC_MIN + timedelta(seconds=10), UTC_MIN + timedelta(seconds=10) + US,
+             UTC_MIN + timedelta(seconds=17), at(3), UTC_MAX - timedelta(seconds=20),
+             UTC_MAX - timedelta(seconds=15) - US, UTC_MAX - timedelta(seconds=15)]
+
+
+@scenario
+def ends_of_time(e: Engine) -> Any:
+    """Timestamps next to ``datetime.min``/``max``, waits of zero, 5 s and forever."""
+    return {
+        (name, str(wait), order, size): e.run(
+            [[("a", ts) for ts in (NEAR_ENDS if order == "up" else NEAR_ENDS[::-1])]],
+            lambda s, w=windower, wait=wait: e.win.collect_window(
+                "cw", s, e.win.EventClock(lambda t: t, wait, now_getter=lambda: FIXED_NOW), w),
+            batch_size=size,
+        )
+        for name, windower in (("tumbling", e.tumbling()), ("sliding", e.sliding(10, 5)),
+                               ("session", e.session(5)), ("session_0", e.session(0)))
+        for wait in (timedelta(0), timedelta(seconds=5), timedelta.max)
+        for order in ("up", "down")
+        for size in (1, 4)
+    }
 
 
 def _runs(e: Engine, items: List[Any], build: Callable[..., Any], count: int, **kw: Any) -> Any:

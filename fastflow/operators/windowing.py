@@ -136,6 +136,25 @@ def _shift(moment: datetime, delta: timedelta) -> datetime:
         return UTC_MAX if delta > ZERO_TD else UTC_MIN
 
 
+def _shift_back(moment: datetime, delta: timedelta) -> datetime:
+    """``moment - delta``, saturating (``-timedelta.max`` itself would overflow)."""
+    try:
+        return moment - delta
+    except OverflowError:
+        return UTC_MIN if delta > ZERO_TD else UTC_MAX
+
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _after(origin: datetime, micros: int) -> datetime:
+    """``micros`` microseconds after ``origin`` (any int), saturating."""
+    try:
+        return origin + timedelta(microseconds=micros)
+    except OverflowError:
+        return UTC_MAX if micros > 0 else UTC_MIN
+
+
 @dataclass
 class WindowMetadata:
     """A window's bounds, and the ids of the windows merged into it.
@@ -330,7 +349,7 @@ class _EventClockLogic(ClockLogic[V, List[datetime]]):
     def on_item(self, value: V) -> Tuple[datetime, datetime]:
         timestamp = self._config.ts_getter(value)
         watermark = self._watermark(self._now)
-        candidate = _shift(timestamp, -self._config.wait_for_system_duration)
+        candidate = _shift_back(timestamp, self._config.wait_for_system_duration)
         if candidate > watermark:
             self._base, self._seen_at = candidate, self._now
             watermark = candidate
@@ -399,22 +418,25 @@ class EventClock(Clock[V, List[datetime]]):
 
 
 class _SlidingWindowerLogic(WindowerLogic[List[int]]):
-    """Window ``i`` spans ``[align_to + i * offset, ... + length)``; the state is the open ids."""
+    """Window ``i`` spans ``[align_to + i * offset, ... + length)``; state: ids, oldest first."""
 
     def __init__(
         self, length: timedelta, offset: timedelta, align_to: datetime, opened: Optional[List[int]]
     ) -> None:
-        self._length = length
-        self._offset = offset
+        # In microseconds: ints never overflow, and bounds saturate at the ends of time.
+        self._length = length // _MICROSECOND
+        self._offset = offset // _MICROSECOND
         self._align_to = align_to
         self._opened = {window_id: self._metadata(window_id) for window_id in opened or ()}
 
     def _metadata(self, window_id: int) -> WindowMetadata:
-        open_time = self._align_to + self._offset * window_id
-        return WindowMetadata(open_time, open_time + self._length)
+        start = self._offset * window_id
+        return WindowMetadata(
+            _after(self._align_to, start), _after(self._align_to, start + self._length)
+        )
 
     def _ids_for(self, timestamp: datetime) -> List[int]:
-        since = timestamp - self._align_to
+        since = (timestamp - self._align_to) // _MICROSECOND
         first = (since - self._length) // self._offset + 1
         return list(range(first, since // self._offset + 1))
 
@@ -432,7 +454,8 @@ class _SlidingWindowerLogic(WindowerLogic[List[int]]):
         return ()
 
     def close_for(self, watermark: datetime) -> List[Tuple[int, WindowMetadata]]:
-        ids = sorted(i for i, meta in self._opened.items() if meta.close_time <= watermark)
+        # In opening order, as Bytewax closes them (not always by id, when unordered).
+        ids = [i for i, meta in self._opened.items() if meta.close_time <= watermark]
         return [(window_id, self._opened.pop(window_id)) for window_id in ids]
 
     def notify_at(self) -> Optional[datetime]:
@@ -442,7 +465,7 @@ class _SlidingWindowerLogic(WindowerLogic[List[int]]):
         return not self._opened
 
     def snapshot(self) -> List[int]:
-        return sorted(self._opened)
+        return list(self._opened)
 
 
 @dataclass
@@ -537,7 +560,8 @@ class _SessionWindowerLogic(WindowerLogic[Dict[str, Any]]):
             (
                 (session_id, meta)
                 for session_id, meta in self._sessions.items()
-                if meta.open_time - gap <= timestamp <= meta.close_time + gap
+                # Differences of datetimes never overflow; sums with ``gap`` could.
+                if meta.open_time - timestamp <= gap and timestamp - meta.close_time <= gap
             ),
             None,
         )
@@ -573,13 +597,18 @@ class _SessionWindowerLogic(WindowerLogic[Dict[str, Any]]):
         return merges
 
     def close_for(self, watermark: datetime) -> List[Tuple[int, WindowMetadata]]:
-        ids = [i for i, meta in self._sessions.items() if meta.close_time + self._gap < watermark]
+        # The end of time closes every session, even one whose gap reaches past it.
+        ids = [
+            i
+            for i, meta in self._sessions.items()
+            if watermark - meta.close_time > self._gap or watermark == UTC_MAX
+        ]
         return [(session_id, self._sessions.pop(session_id)) for session_id in ids]
 
     def notify_at(self) -> Optional[datetime]:
         if not self._sessions:
             return None
-        return min(meta.close_time for meta in self._sessions.values()) + self._gap
+        return _shift(min(meta.close_time for meta in self._sessions.values()), self._gap)
 
     def is_empty(self) -> bool:
         # The id counter must survive, so that ids are never reused.
