@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
         )
     )
     recovery = commands.add_parser(
-        "recovery", help="inspect a recovery directory", description="Inspect recovery partitions."
+        "recovery", help="inspect or upgrade a recovery directory",
+        description="Inspect or upgrade recovery partitions."
     )
     recovery_commands = recovery.add_subparsers(
         dest="recovery_command", metavar="COMMAND", required=True
@@ -56,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
         "epoch, per-worker frontiers, snapshot counts and sizes per step), without changing it.",
     )
     status.add_argument("db_dir", metavar="DB_DIR", type=Path, help="directory of the partitions")
+    upgrade = recovery_commands.add_parser(
+        "upgrade",
+        help="convert a store made by fastflow 0.1 (format 1) to the current format",
+        description="Convert the recovery partitions in DB_DIR from format 1 (fastflow 0.1) to "
+        "the current format, in place, one partition at a time; safe to run again if it was "
+        "interrupted. The next run resumes where it would have; older epochs kept for the "
+        "backup window are not carried over. Stop the flow using DB_DIR first.",
+    )
+    upgrade.add_argument("db_dir", metavar="DB_DIR", type=Path, help="directory of the partitions")
     add_visualize_arguments(
         commands.add_parser(
             "visualize", help="print a diagram of a dataflow", description=VISUALIZE_DESCRIPTION
@@ -77,6 +87,25 @@ def _recovery_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recovery_upgrade(args: argparse.Namespace) -> int:
+    from fastflow._engine.partitions import SCHEMA_VERSION, RecoveryError
+    from fastflow._engine.upgrade import upgrade_store
+
+    try:
+        done = upgrade_store(args.db_dir)
+    except RecoveryError as ex:
+        print(f"{PROG} recovery upgrade: error: {ex}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if done.converted == 0:
+        print(f"{args.db_dir} is already in format {SCHEMA_VERSION}; nothing to do")
+    else:
+        print(
+            f"upgraded {done.converted} partition(s) of {args.db_dir} to format "
+            f"{SCHEMA_VERSION}; the next run resumes at epoch {done.resume_epoch}"
+        )
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``fastflow`` command; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -87,5 +116,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return init_command(args, f"{PROG} init-recovery")
     if args.command == "visualize":
         return visualize_command(args, f"{PROG} visualize")
+    if args.recovery_command == "upgrade":
+        return _recovery_upgrade(args)
     return _recovery_status(args)
 

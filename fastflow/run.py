@@ -187,7 +187,7 @@ def _one_line(error: BaseException) -> str:
 def _run(args: argparse.Namespace, prog: str) -> int:
     from fastflow._locate import FlowImportFailed, FlowNotFound, locate_dataflow
     from fastflow.errors import FastflowRuntimeError
-    from fastflow.recovery import RecoveryConfig, RecoveryError
+    from fastflow.recovery import RecoveryConfig, RecoveryError, StoreWriteError
 
     _apply_env(args)
     if args.processes != 1:
@@ -217,6 +217,9 @@ def _run(args: argparse.Namespace, prog: str) -> int:
             epoch_interval=args.snapshot_interval,
             recovery_config=recovery,
         )
+    except StoreWriteError as ex:  # the run started, then the disk failed it
+        print(f"{prog}: error: {ex}", file=sys.stderr)
+        return EXIT_FLOW_RAISED
     except RecoveryError as ex:
         raise _BadInput(str(ex)) from None
     except Exception as ex:
