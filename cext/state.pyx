@@ -2,13 +2,12 @@
 """The inner loops of keyed stateful steps.
 
 ``states`` maps each key to its state; a key with no entry has no state.
-``dirty`` (a dict, or ``None`` when nothing is snapshotted) collects the keys
-whose state changed, so an epoch's snapshot writes only those. It maps each
-key to whether the key had state when it was first changed (at the last
-snapshot): a key created and discarded between two snapshots writes nothing.
+``dirty`` (a :class:`ChangeTracker`, or ``None`` when nothing is
+snapshotted) records which keys changed, so an epoch's snapshot writes only
+those.
 """
 
-from cpython.dict cimport PyDict_GetItem, PyDict_SetDefault, PyDict_SetItem
+from cpython.dict cimport PyDict_GetItem, PyDict_SetDefault, PyDict_SetItem, PyDict_Size
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.ref cimport PyObject
 
@@ -24,6 +23,57 @@ class BuilderError(Exception):
     Lets the engine tell a failing ``builder()`` from a failing mapper or
     folder, which are called in the same loop.
     """
+
+
+cdef class ChangeTracker:
+    """The keys of one step that changed since the last snapshot, recorded cheaply.
+
+    Why not one set of keys: adding every changed key to a hash table costs a
+    random memory access per item, the largest cost recovery added to a keyed
+    step. Instead, an update of a key that has state is appended to a list
+    (sequential writes), and only creations and discards, which need to know
+    whether the key had state at the last snapshot, go to a dict. Once the list
+    holds more entries than there are live keys, it is dropped and every live
+    key counts as changed: writing them all then costs no more than what was
+    recorded. :meth:`take` returns, for every changed key, whether it had state
+    at the last snapshot (a key created and discarded in between has ``False``
+    and no state: nothing is written for it).
+    """
+
+    cdef dict _had
+    cdef list _updated
+    cdef bint _everything
+
+    def __init__(self):
+        self._had = {}
+        self._updated = []
+        self._everything = False
+
+    cdef inline void updated(self, object key, Py_ssize_t live):
+        """``key``, which has state, got a new one."""
+        if not self._everything:
+            self._updated.append(key)
+            if PyList_GET_SIZE(self._updated) > live:
+                self._everything = True
+                self._updated = []
+
+    def mark(self, str key not None, bint had):
+        """``key`` was created (``had`` false) or discarded (``had`` true) right now.
+
+        Only the first mark of a key since the last snapshot counts: that is when
+        whether it had state at the snapshot is known.
+        """
+        PyDict_SetDefault(self._had, key, had)
+
+    def take(self, dict states not None):
+        """Return ``{changed key: had state at the last snapshot}`` and start over."""
+        cdef dict changed = self._had
+        for key in (states if self._everything else self._updated):
+            PyDict_SetDefault(changed, key, True)
+        self._had = {}
+        self._updated = []
+        self._everything = False
+        return changed
 
 
 cdef inline object _build(object builder):
@@ -50,7 +100,7 @@ cdef inline object _pair_result(object res, str step_id):
 
 
 cdef inline tuple _map_one(
-    dict states, dict dirty, object item, object mapper, object builder, str step_id
+    dict states, ChangeTracker dirty, object item, object mapper, object builder, str step_id
 ):
     """Update one key's state with one value; return ``(key, what the mapper emitted)``."""
     key = _key_of(item, step_id)
@@ -66,16 +116,21 @@ cdef inline tuple _map_one(
     if state is None:
         if found is not NULL:
             del states[key]
+            if dirty is not None:
+                PyDict_SetDefault(dirty._had, key, True)
     else:
         PyDict_SetItem(states, key, state)
-    if dirty is not None:
-        PyDict_SetDefault(dirty, key, found is not NULL)
+        if dirty is not None:
+            if found is not NULL:
+                dirty.updated(key, PyDict_Size(states))
+            else:
+                PyDict_SetDefault(dirty._had, key, False)
     return (key, <object>PyTuple_GET_ITEM(res, 1))
 
 
 def map_states(
     dict states not None,
-    dict dirty,
+    ChangeTracker dirty,
     list batch not None,
     object mapper,
     object builder,
@@ -103,7 +158,7 @@ def map_states(
 
 def flat_map_states(
     dict states not None,
-    dict dirty,
+    ChangeTracker dirty,
     list batch not None,
     object mapper,
     object builder,
@@ -130,7 +185,7 @@ def flat_map_states(
 
 def fold_states(
     dict states not None,
-    dict dirty,
+    ChangeTracker dirty,
     list batch not None,
     object folder,
     object builder,
@@ -155,7 +210,10 @@ def fold_states(
             state = folder(_build(builder), _value_of(item))
         PyDict_SetItem(states, key, state)
         if dirty is not None:
-            PyDict_SetDefault(dirty, key, found is not NULL)
+            if found is not NULL:
+                dirty.updated(key, PyDict_Size(states))
+            else:
+                PyDict_SetDefault(dirty._had, key, False)
 
 
 def group_by_key(list batch not None, str step_id not None):

@@ -2,9 +2,14 @@ from typing import Any, Callable, Dict, List, Optional
 
 class BuilderError(Exception): ...
 
+class ChangeTracker:
+    def __init__(self) -> None: ...
+    def mark(self, key: str, had: bool) -> None: ...
+    def take(self, states: Dict[str, Any]) -> Dict[str, bool]: ...
+
 def map_states(
     states: Dict[str, Any],
-    dirty: Optional[Dict[str, bool]],
+    dirty: Optional[ChangeTracker],
     batch: List[Any],
     mapper: Callable[[Any, Any], Any],
     builder: Optional[Callable[[], Any]],
@@ -12,7 +17,7 @@ def map_states(
 ) -> List[Any]: ...
 def flat_map_states(
     states: Dict[str, Any],
-    dirty: Optional[Dict[str, bool]],
+    dirty: Optional[ChangeTracker],
     batch: List[Any],
     mapper: Callable[[Any, Any], Any],
     builder: Optional[Callable[[], Any]],
@@ -20,7 +25,7 @@ def flat_map_states(
 ) -> List[Any]: ...
 def fold_states(
     states: Dict[str, Any],
-    dirty: Optional[Dict[str, bool]],
+    dirty: Optional[ChangeTracker],
     batch: List[Any],
     folder: Callable[[Any, Any], Any],
     builder: Optional[Callable[[], Any]],

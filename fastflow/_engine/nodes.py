@@ -174,10 +174,10 @@ class StatefulNode(Node):
 
     ``states`` holds, per key, the raw state (:class:`MapStateNode`,
     :class:`FoldStateNode`) or the logic object (:class:`LogicStateNode`).
-    ``dirty`` maps every key changed since the last snapshot to whether it had
-    state then (a key created and discarded in between is never written); it is
-    ``None`` when nothing is snapshotted. The worker asks :meth:`next_notify` only of
-    nodes whose ``notifies`` is true. :func:`stateful_node` picks the class.
+    ``dirty`` records the keys changed since the last snapshot (a
+    ``state.ChangeTracker``; ``None`` when nothing is snapshotted). The worker
+    asks :meth:`next_notify` only of nodes whose ``notifies`` is true.
+    :func:`stateful_node` picks the class.
     """
 
     notifies = False
@@ -186,7 +186,7 @@ class StatefulNode(Node):
         super().__init__(step_id, 1, end)
         self._down = down
         self.states: dict[str, Any] = {}
-        self.dirty: dict[str, bool] | None = {} if track_changes else None
+        self.dirty = state.ChangeTracker() if track_changes else None
 
     def changes(self) -> Changes:
         """The keys changed since the last call, and their states.
@@ -241,9 +241,8 @@ class _RawStateNode(StatefulNode):
 
     def changes(self) -> Changes:
         """The raw states themselves: no call per key of ours."""
-        changed, self.dirty = self.dirty, {}
-        assert changed is not None
-        return self.states, changed
+        assert self.dirty is not None
+        return self.states, self.dirty.take(self.states)
 
     def restore(self, states: dict[str, Any]) -> None:
         self.states.update(states)
@@ -295,7 +294,7 @@ class FoldStateNode(_RawStateNode):
         out = [(key, states[key]) for key in sorted(states)]
         if self.dirty is not None:
             for key in states:
-                self.dirty.setdefault(key, True)
+                self.dirty.mark(key, True)
         states.clear()
         if out:
             self._down(out)
@@ -320,7 +319,7 @@ class LogicStateNode(StatefulNode):
         for key, values in state.group_by_key(batch, step_id).items():
             logic = self.states.get(key)
             if self.dirty is not None:
-                self.dirty.setdefault(key, logic is not None)
+                self.dirty.mark(key, logic is not None)
             if logic is None:
                 logic = call_user(step_id, "builder", self._builder, None, key=key)
             result = call_user(step_id, "on_batch", logic.on_batch, values, key=key)
@@ -334,7 +333,7 @@ class LogicStateNode(StatefulNode):
         emits, discard = call_user(step_id, "logic callback", _emits_and_flag, result, key=key)
         out.extend([(key, w) for w in emits])
         if self.dirty is not None:
-            self.dirty.setdefault(key, True)
+            self.dirty.mark(key, True)
         if discard:
             self.states.pop(key, None)
             self._timers.pop(key, None)
@@ -371,9 +370,9 @@ class LogicStateNode(StatefulNode):
 
     def changes(self) -> Changes:
         """Each live changed key's ``snapshot()``."""
-        changed, self.dirty = self.dirty, {}
-        assert changed is not None
+        assert self.dirty is not None
         step_id, states = self.step_id, self.states
+        changed = self.dirty.take(states)
         values = {
             key: call_user(step_id, "snapshot", states[key].snapshot, key=key)
             for key in changed
