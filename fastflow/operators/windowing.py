@@ -43,7 +43,6 @@ windowing_eg.down: ('b', (0, [4]))
 
 from __future__ import annotations
 
-import itertools
 from abc import ABC, abstractmethod
 from bisect import bisect_right, insort
 from dataclasses import dataclass, field, replace
@@ -70,10 +69,10 @@ from fastflow.operators import (
     StatefulBatchLogic,
     filter_map_value,
     key_on,
-    map_value,
-    merge,
     stateful_batch,
 )
+from fastflow.operators._join import JoinState, check_join, tag_and_merge
+from fastflow.operators._util import add, identity, utc_now, zero
 
 __all__ = [
     "LATE_SESSION_ID",
@@ -118,14 +117,6 @@ ZERO_TD = timedelta(0)
 
 LATE_SESSION_ID = -1
 """The window id of late values in session windows (the session they missed is unknown)."""
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _identity(x: X) -> X:
-    return x
 
 
 def _shift(moment: datetime, delta: timedelta) -> datetime:
@@ -286,16 +277,16 @@ class WindowLogic(ABC, Generic[V, W, S]):
 
 class _SystemClockLogic(ClockLogic[Any, None]):
     def __init__(self) -> None:
-        self._now = _utc_now()
+        self._now = utc_now()
 
     def before_batch(self) -> None:
-        self._now = _utc_now()
+        self._now = utc_now()
 
     def on_item(self, value: Any) -> Tuple[datetime, datetime]:
         return self._now, self._now
 
     def on_notify(self) -> datetime:
-        return _utc_now()
+        return utc_now()
 
     def on_eof(self) -> datetime:
         return UTC_MAX
@@ -363,7 +354,7 @@ class _EventClockLogic(ClockLogic[V, List[datetime]]):
 
     def to_system_utc(self, timestamp: datetime) -> Optional[datetime]:
         at = self._config.to_system_utc(timestamp)
-        if at is None or self._config.now_getter is not _utc_now:
+        if at is None or self._config.now_getter is not utc_now:
             return at
         # The watermark follows the system clock, so it cannot reach
         # ``timestamp`` before this: waking earlier would change nothing.
@@ -406,8 +397,8 @@ class EventClock(Clock[V, List[datetime]]):
 
     ts_getter: Callable[[V], datetime]
     wait_for_system_duration: timedelta
-    now_getter: Callable[[], datetime] = _utc_now
-    to_system_utc: Callable[[datetime], Optional[datetime]] = _identity
+    now_getter: Callable[[], datetime] = utc_now
+    to_system_utc: Callable[[datetime], Optional[datetime]] = identity
 
     def build(self, resume_state: Optional[List[datetime]]) -> ClockLogic[V, List[datetime]]:
         """Build a key's clock; its state is ``[system time of the max timestamp, base]``."""
@@ -990,7 +981,7 @@ def max_window(
     up: KeyedStream[V],
     clock: Clock[V, Any],
     windower: Windower[Any],
-    by: Callable[[V], Any] = _identity,
+    by: Callable[[V], Any] = identity,
 ) -> WindowOut[V, V]:
     """Emit each window's largest value (by ``by(value)``; on ties, the first to arrive).
 
@@ -1015,7 +1006,7 @@ def min_window(
     up: KeyedStream[V],
     clock: Clock[V, Any],
     windower: Windower[Any],
-    by: Callable[[V], Any] = _identity,
+    by: Callable[[V], Any] = identity,
 ) -> WindowOut[V, V]:
     """Emit each window's smallest value (by ``by(value)``; on ties, the first to arrive).
 
@@ -1034,16 +1025,8 @@ def min_window(
     return reduce_window("reduce_window", up, clock, windower, partial(min, key=by))
 
 
-def _zero() -> int:
-    return 0
-
-
 def _add_one(count: int, _item: Any) -> int:
     return count + 1
-
-
-def _add(a: int, b: int) -> int:
-    return a + b
 
 
 @operator
@@ -1071,76 +1054,35 @@ def count_window(
     count_window_eg.show: ('y', (0, 1))
     """
     keyed = key_on("keyed", up, key)
-    return fold_window("sum", keyed, clock, windower, _zero, _add_one, _add, ordered=False)
+    return fold_window("sum", keyed, clock, windower, zero, _add_one, add, ordered=False)
 
 
 # join_window.
 
-_INSERT_MODES = ("first", "last", "product")
-_EMIT_MODES = ("complete", "final", "running")
-
-
-def _combinations(sides: List[List[Any]]) -> List[Tuple[Any, ...]]:
-    """One tuple per combination of the sides' values; an empty side gives ``None``."""
-    return list(itertools.product(*(side or [None] for side in sides)))
-
 
 class _JoinWindow(WindowLogic[Tuple[int, Any], Tuple[Any, ...], List[List[Any]]]):
-    """The values each side has in one window, emitted as tuples by the join modes."""
+    """One window's :class:`JoinState`; ``emit_mode="final"`` emits when it closes."""
 
-    def __init__(self, insert_mode: str, emit_mode: str, sides: List[List[Any]]) -> None:
-        self._insert_mode = insert_mode
-        self._emit_mode = emit_mode
-        self.sides = sides
-
-    def _emits(self) -> List[Tuple[Any, ...]]:
-        if self._emit_mode == "running":
-            return _combinations(self.sides)
-        if self._emit_mode == "complete" and all(self.sides):
-            joined = _combinations(self.sides)
-            self.sides = [[] for _ in self.sides]
-            return joined
-        return []
+    def __init__(self, state: JoinState) -> None:
+        self.state = state
 
     def on_value(self, value: Tuple[int, Any]) -> List[Tuple[Any, ...]]:
-        side, item = value
-        held = self.sides[side]
-        if self._insert_mode == "product":
-            held.append(item)
-        elif self._insert_mode == "last" or not held:
-            held[:] = [item]
-        return self._emits()
+        return self.state.insert(*value)
 
     def on_merge(self, original: _JoinWindow) -> List[Tuple[Any, ...]]:
-        pairs = zip(self.sides, original.sides, strict=True)
-        # As Bytewax does: on a merge "first" keeps the merged-in window's value
-        # and "last" keeps this window's, when both sides have one.
-        if self._insert_mode == "product":
-            self.sides = [mine + theirs for mine, theirs in pairs]
-        elif self._insert_mode == "first":
-            self.sides = [theirs or mine for mine, theirs in pairs]
-        else:
-            self.sides = [mine or theirs for mine, theirs in pairs]
-        return self._emits()
+        return self.state.absorb(original.state)
 
     def on_close(self) -> List[Tuple[Any, ...]]:
-        return _combinations(self.sides) if self._emit_mode == "final" else []
+        return self.state.final()
 
     def snapshot(self) -> List[List[Any]]:
-        return [list(side) for side in self.sides]
+        return self.state.to_snapshot()
 
 
 @operator
 def _join_label_merge(step_id: str, *sides: KeyedStream[Any]) -> KeyedStream[Tuple[int, Any]]:
     """Tag each side's values with the side's index, and merge the sides."""
-    labeled = [
-        map_value(f"label_{i}", side, partial(_with_side, i)) for i, side in enumerate(sides)
-    ]
-    return merge("merge", *labeled)
-
-
-def _with_side(side: int, value: Any) -> Tuple[int, Any]:
-    return (side, value)
+    return tag_and_merge("label", sides)
 
 
 def _untagged(clock: Clock[Any, Any]) -> Clock[Any, Any]:
@@ -1182,17 +1124,11 @@ def join_window(
     join_window_eg.show: ('1', (1, (None, (32, 14))))
     join_window_eg.show: ('2', (0, (('bob', 2), None)))
     """
-    if insert_mode not in _INSERT_MODES:
-        raise ValueError(f"unknown join insert mode {insert_mode!r}; use one of {_INSERT_MODES}")
-    if emit_mode not in _EMIT_MODES:
-        raise ValueError(f"unknown join emit mode {emit_mode!r}; use one of {_EMIT_MODES}")
-    if not sides:
-        raise TypeError(f"join_window step {step_id!r} needs at least one side")
+    check_join("join_window", step_id, insert_mode, emit_mode, len(sides))
     count = len(sides)
 
     def build(resume: Optional[List[List[Any]]]) -> _JoinWindow:
-        held = [[] for _ in range(count)] if resume is None else resume
-        return _JoinWindow(insert_mode, emit_mode, held)
+        return _JoinWindow(JoinState.build(count, insert_mode, emit_mode, resume))
 
     tagged = _join_label_merge("add_names", *sides)
     return window("window", tagged, _untagged(clock), windower, build, ordered)
