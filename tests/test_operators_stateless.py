@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Callable, List
 
 import pytest
@@ -633,3 +636,144 @@ def test_map_dict_value_without_the_key_names_the_step(run_items: Any) -> None:
     with pytest.raises(FastflowRuntimeError, match=r"step 'df\.x\..*KeyError") as raised:
         run_items([{"other": 1}], lambda s: op.map("x", s, map_dict_value("n", abs)))
     assert isinstance(raised.value.__cause__, KeyError)
+
+
+# User code that changes the batch while a compiled loop runs over it.
+
+_MUTATING_BATCH = '''
+from fastflow._cext import ops
+
+class Pair:
+    """A (key, value) sequence whose unpacking runs user code."""
+    def __init__(self, key, value, hook):
+        self.key, self.value, self.hook = key, value, hook
+    def __iter__(self):
+        self.hook()
+        return iter((self.key, self.value))
+
+def check(name, call, items, how):
+    batch = list(items)
+    seen = []
+    def hook():
+        if not seen:
+            if how == "clear":
+                batch.clear()
+            else:
+                batch.append(items[-1])
+        seen.append(1)
+    def fn(result):
+        def user(x):
+            hook()
+            return result(x)
+        return user
+    got = call(fn, batch, hook)
+    print(name, how, got)
+
+nums, pairs = [1, 2], [("a", 1), ("b", 2)]
+cases = [
+    ("map_items", lambda f, b, h: ops.map_items(f(lambda x: x * 10), b), nums),
+    ("filter_items", lambda f, b, h: ops.filter_items(f(lambda x: True), b, "s"), nums),
+    ("filter_map_items", lambda f, b, h: ops.filter_map_items(f(lambda x: x), b), nums),
+    ("flat_map_items", lambda f, b, h: ops.flat_map_items(f(lambda x: [x]), b), nums),
+    ("branch_items", lambda f, b, h: ops.branch_items(f(lambda x: x > 1), b, "s"), nums),
+    ("key_on_items", lambda f, b, h: ops.key_on_items(f(lambda x: "k"), b, "s"), nums),
+    ("map_value_items", lambda f, b, h: ops.map_value_items(f(lambda v: -v), b, "s"), pairs),
+    ("filter_value_items", lambda f, b, h: ops.filter_value_items(f(lambda v: True), b, "s"),
+     pairs),
+    ("filter_map_value_items",
+     lambda f, b, h: ops.filter_map_value_items(f(lambda v: v), b, "s"), pairs),
+    ("flat_map_value_items",
+     lambda f, b, h: ops.flat_map_value_items(f(lambda v: [v]), b, "s"), pairs),
+]
+for name, call, items in cases:
+    for how in ("clear", "append"):
+        check(name, call, items, how)
+for how in ("clear", "append"):
+    def key_rm(f, b, h):
+        b[:] = [Pair(k, v, h) for k, v in b]
+        return ops.key_rm_items(b, "s")
+    check("key_rm_items", key_rm, pairs, how)
+'''
+
+
+def test_compiled_loops_survive_user_code_changing_the_batch(tmp_path: Path) -> None:
+    # Each loop re-reads the batch length before every item, as a Python `for` over
+    # the list does: items removed are not handled, items added are. (Before, a
+    # cleared batch was read past its end: a segmentation fault.)
+    proc = subprocess.run(
+        [sys.executable, "-c", _MUTATING_BATCH], capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "map_items clear [10]",
+        "map_items append [10, 20, 20]",
+        "filter_items clear [1]",
+        "filter_items append [1, 2, 2]",
+        "filter_map_items clear [1]",
+        "filter_map_items append [1, 2, 2]",
+        "flat_map_items clear [1]",
+        "flat_map_items append [1, 2, 2]",
+        "branch_items clear ([], [1])",
+        "branch_items append ([2, 2], [1])",
+        "key_on_items clear [('k', 1)]",
+        "key_on_items append [('k', 1), ('k', 2), ('k', 2)]",
+        "map_value_items clear [('a', -1)]",
+        "map_value_items append [('a', -1), ('b', -2), ('b', -2)]",
+        "filter_value_items clear [('a', 1)]",
+        "filter_value_items append [('a', 1), ('b', 2), ('b', 2)]",
+        "filter_map_value_items clear [('a', 1)]",
+        "filter_map_value_items append [('a', 1), ('b', 2), ('b', 2)]",
+        "flat_map_value_items clear [('a', 1)]",
+        "flat_map_value_items append [('a', 1), ('b', 2), ('b', 2)]",
+        "key_rm_items clear [1]",
+        "key_rm_items append [1, 2, 2]",
+    ]
+
+
+_SHARED_BUFFER_FLOW = '''
+import fastflow.operators as op
+from fastflow.dataflow import Dataflow
+from fastflow.inputs import FixedPartitionedSource, StatefulSourcePartition
+from fastflow.testing import TestingSink, run_main
+
+class Part(StatefulSourcePartition):
+    def __init__(self, buffer):
+        self.buffer, self.done = buffer, False
+    def next_batch(self):
+        if self.done:
+            raise StopIteration()
+        self.done = True
+        return self.buffer  # its own list: the engine takes the batch as is
+    def snapshot(self):
+        return None
+
+class Source(FixedPartitionedSource):
+    def __init__(self, buffer):
+        self.buffer = buffer
+    def list_parts(self):
+        return ["only"]
+    def build_part(self, step_id, for_part, resume_state):
+        return Part(self.buffer)
+
+buffer = [1, 2, 3]
+
+def mapper(x):
+    buffer.clear()  # the very list the map loop is reading
+    return x * 10
+
+out = []
+flow = Dataflow("df")
+s = op.input("inp", flow, Source(buffer))
+op.output("out", op.map("m", s, mapper), TestingSink(out))
+run_main(flow)
+print(out)
+'''
+
+
+def test_a_mapper_that_clears_the_batch_it_came_in(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _SHARED_BUFFER_FLOW], capture_output=True, text=True,
+        timeout=60, cwd=tmp_path,
+    )
+    assert (proc.returncode, proc.stdout) == (0, "[10]\n"), proc.stderr

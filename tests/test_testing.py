@@ -517,3 +517,12 @@ def test_cluster_main_rejects_what_it_cannot_run_yet() -> None:
         cluster_main(flow, [], 0, worker_count_per_proc=0)
     with pytest.raises(ValueError, match="proc_id"):
         cluster_main(flow, ["localhost:2101"], 1)
+
+
+@pytest.mark.parametrize("entry", ["run_main", "cluster_main"])
+def test_a_flow_without_output_is_refused_by_every_entry_point(entry: str) -> None:
+    flow = Dataflow("df")
+    op.map("m", op.input("inp", flow, TestingSource([1])), str)
+    # Bytewax's key phrase: "at least one output or inspect step".
+    with pytest.raises(ValueError, match="at least one output or inspect step"):
+        run_main(flow) if entry == "run_main" else cluster_main(flow, [], 0)

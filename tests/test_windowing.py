@@ -26,6 +26,7 @@ import fastflow.operators as op
 from fastflow._cext import codec
 from fastflow.dataflow import Dataflow
 from fastflow.operators import windowing as win
+from fastflow.operators.windowing._state import KeyWindows
 from fastflow.recovery import RecoveryConfig, init_db_dir
 from fastflow.testing import TestingSink, TestingSource, run_main
 
@@ -486,7 +487,7 @@ def test_windows_close_when_their_time_passes_without_new_values() -> None:
 
 def test_key_state_snapshots_to_plain_json() -> None:
     """A key's windows snapshot into JSON with tagged datetimes (no pickles)."""
-    logic = win._KeyWindows(E.clock(20), E.session(5), Recorder, True, None)
+    logic = KeyWindows(E.clock(20), E.session(5), Recorder, True, None)
     assert logic.on_batch([12, 9, 30]) == ([(0, 0, ("value", 9))], False)
     state = logic.snapshot()
     assert state == {
@@ -497,7 +498,7 @@ def test_key_state_snapshots_to_plain_json() -> None:
     }
     blob = codec.encode(state)
     assert b"$pickle" not in blob and orjson.loads(blob)["windows"] == [[0, [9]]]
-    resumed = win._KeyWindows(E.clock(20), E.session(5), Recorder, True, codec.decode(blob))
+    resumed = KeyWindows(E.clock(20), E.session(5), Recorder, True, codec.decode(blob))
     assert resumed.on_eof() == ([
         (0, 0, ("value", 12)), (1, 0, ("value", 30)),
         (0, 0, ("close", [9, 12])), (0, 2, win.WindowMetadata(at(9), at(12))),
@@ -505,11 +506,45 @@ def test_key_state_snapshots_to_plain_json() -> None:
     ], False)
 
 
+# Written by fastflow before the window state had typed records (same layout since).
+STORED_SESSION = (
+    b'{"clock":[{"$datetime":"2030-01-01T00:00:00+00:00"},{"$datetime":"2024-01-01T00:00:10+00:00"}'
+    b'],"windower":{"last_id":0,"sessions":[[0,{"$datetime":"2024-01-01T00:00:09+00:00"},{"$datet'
+    b'ime":"2024-01-01T00:00:09+00:00"},[]]],"merges":[]},"windows":[[0,[9]]],"queue":[[12,{"$dat'
+    b'etime":"2024-01-01T00:00:12+00:00"}],[30,{"$datetime":"2024-01-01T00:00:30+00:00"}]]}'
+)
+STORED_SLIDING = (
+    b'{"clock":[{"$datetime":"2030-01-01T00:00:00+00:00"},{"$datetime":"2024-01-01T00:00:09+00:00"}'
+    b'],"windower":[0,1],"windows":[[0,[9]],[1,[9]]],"queue":[[12,{"$datetime":"2024-01-01T00:00:'
+    b'12+00:00"}]]}'
+)
+
+
+def test_state_stored_in_the_old_layout_resumes_identically() -> None:
+    session = KeyWindows(E.clock(20), E.session(5), Recorder, True, codec.decode(STORED_SESSION))
+    assert codec.encode(session.snapshot()) == STORED_SESSION, "same bytes written back"
+    assert session.on_batch([25]) == ([], False), "25 - 20 is behind the restored watermark"
+    assert session.on_eof() == ([
+        (0, 0, ("value", 12)), (1, 0, ("value", 25)), (1, 0, ("value", 30)),
+        (0, 0, ("close", [9, 12])), (0, 2, win.WindowMetadata(at(9), at(12))),
+        (1, 0, ("close", [25, 30])), (1, 2, win.WindowMetadata(at(25), at(30))),
+    ], False)
+    sliding = KeyWindows(E.clock(3), E.sliding(10, 5), Recorder, True,
+                         codec.decode(STORED_SLIDING))
+    assert codec.encode(sliding.snapshot()) == STORED_SLIDING
+    assert sliding.on_eof() == ([
+        (1, 0, ("value", 12)), (2, 0, ("value", 12)),
+        (0, 0, ("close", [9])), (0, 2, win.WindowMetadata(at(0), at(10))),
+        (1, 0, ("close", [9, 12])), (1, 2, win.WindowMetadata(at(5), at(15))),
+        (2, 0, ("close", [12])), (2, 2, win.WindowMetadata(at(10), at(20))),
+    ], True)
+
+
 def test_ordered_queue_is_part_of_the_snapshot() -> None:
-    logic = win._KeyWindows(E.clock(10), E.tumbling(), Recorder, True, None)
+    logic = KeyWindows(E.clock(10), E.tumbling(), Recorder, True, None)
     assert logic.on_batch([12, 3]) == ([], False)
     assert logic.notify_at() == at(3)
-    resumed = win._KeyWindows(E.clock(10), E.tumbling(), Recorder, True,
+    resumed = KeyWindows(E.clock(10), E.tumbling(), Recorder, True,
                               roundtrip(logic.snapshot()))
     assert resumed.notify_at() == at(3)
     assert resumed.on_batch([20]) == ([(0, 0, ("value", 3)), (0, 0, ("close", [3])),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import (
     Any,
     Callable,
@@ -26,7 +26,6 @@ from typing import (
     Generic,
     Iterable,
     List,
-    Literal,
     Optional,
     Tuple,
     TypeVar,
@@ -36,6 +35,13 @@ from typing import (
 from fastflow._cext import ops as _ops
 from fastflow.dataflow import Dataflow, KeyedStream, Stream, _core_step, operator
 from fastflow.inputs import Source
+from fastflow.operators._join import (
+    JoinEmitMode,
+    JoinInsertMode,
+    JoinState,
+    check_join,
+    tag_and_merge,
+)
 from fastflow.operators._logic import (
     FoldBuilder,
     ItemsAsBatch,
@@ -43,6 +49,7 @@ from fastflow.operators._logic import (
     StatefulBatchLogic,
     StatefulLogic,
 )
+from fastflow.operators._util import add, identity, utc_now, zero
 from fastflow.outputs import DynamicSink, Sink, StatelessSinkPartition
 
 __all__ = [
@@ -92,13 +99,6 @@ K = TypeVar("K")
 V = TypeVar("V")
 W = TypeVar("W")
 S = TypeVar("S")
-
-JoinInsertMode = Literal["first", "last", "product"]
-"""How ``join`` stores a side's new value: keep the first, keep the last, or keep all."""
-
-JoinEmitMode = Literal["complete", "final", "running"]
-"""When ``join`` emits: once every side has a value, at end of input, or on every value."""
-
 
 def _check_stream(name: str, value: Any) -> None:
     if not isinstance(value, Stream):
@@ -676,14 +676,6 @@ def reduce_final(
     return stateful_batch("stateful_batch", up, FoldBuilder(reducer, None))
 
 
-def _add(total: int, n: int) -> int:
-    return total + n
-
-
-def _zero() -> int:
-    return 0
-
-
 @operator
 def count_final(step_id: str, up: Stream[X], key: Callable[[X], str]) -> KeyedStream[int]:
     """Count the items per ``key(item)``, emitted when the input ends.
@@ -697,16 +689,12 @@ def count_final(step_id: str, up: Stream[X], key: Callable[[X], str]) -> KeyedSt
     """
     keyed = key_on("key", up, key)
     ones = map_value("one", keyed, lambda _item: 1)
-    return stateful_batch("stateful_batch", ones, FoldBuilder(_add, _zero))
-
-
-def _identity(x: X) -> X:
-    return x
+    return stateful_batch("stateful_batch", ones, FoldBuilder(add, zero))
 
 
 @operator
 def max_final(
-    step_id: str, up: KeyedStream[V], by: Callable[[V], Any] = _identity
+    step_id: str, up: KeyedStream[V], by: Callable[[V], Any] = identity
 ) -> KeyedStream[V]:
     """Emit each key's largest value (by ``by(value)``; the first on ties) at the end.
 
@@ -721,7 +709,7 @@ def max_final(
 
 @operator
 def min_final(
-    step_id: str, up: KeyedStream[V], by: Callable[[V], Any] = _identity
+    step_id: str, up: KeyedStream[V], by: Callable[[V], Any] = identity
 ) -> KeyedStream[V]:
     """Emit each key's smallest value (by ``by(value)``; the first on ties) at the end.
 
@@ -732,10 +720,6 @@ def min_final(
     min_eg.show: ('a', 1)
     """
     return reduce_final("reduce_final", up, lambda a, b: b if by(b) < by(a) else a)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class _CollectLogic(StatefulBatchLogic[V, List[V], Tuple[List[V], Optional[datetime]]]):
@@ -755,7 +739,7 @@ class _CollectLogic(StatefulBatchLogic[V, List[V], Tuple[List[V], Optional[datet
         emits: List[List[V]] = []
         for value in values:
             if self._due is None:
-                self._due = _utc_now() + self._timeout
+                self._due = utc_now() + self._timeout
             self._buffer.append(value)
             if len(self._buffer) >= self._max_size:
                 emits.append(self._buffer)
@@ -799,45 +783,24 @@ def collect(
     )
 
 
-_JOIN_INSERT_MODES = ("first", "last", "product")
-_JOIN_EMIT_MODES = ("complete", "final", "running")
+class _JoinLogic(StatefulBatchLogic[tuple[int, Any], tuple[Any, ...], list[list[Any]]]):
+    """One key's :class:`JoinState`, emitting as values come and at end of input."""
 
+    def __init__(self, state: JoinState) -> None:
+        self._state = state
 
-class _JoinLogic(StatefulBatchLogic[Tuple[int, Any], Tuple[Any, ...], List[List[Any]]]):
-    """Hold each side's values for one key and emit joined tuples by the modes."""
+    def on_batch(self, values: list[tuple[int, Any]]) -> tuple[Iterable[tuple[Any, ...]], bool]:
+        state = self._state
+        emits = [joined for side, value in values for joined in state.insert(side, value)]
+        return emits, state.emit_mode == "complete" and state.is_empty()
 
-    def __init__(
-        self, sides: int, insert_mode: str, emit_mode: str, resume: Optional[List[List[Any]]]
-    ) -> None:
-        self._insert_mode = insert_mode
-        self._emit_mode = emit_mode
-        self._sides: List[List[Any]] = resume if resume is not None else [[] for _ in range(sides)]
-
-    def _joined(self) -> List[Tuple[Any, ...]]:
-        return list(itertools.product(*(side or [None] for side in self._sides)))
-
-    def on_batch(self, values: List[Tuple[int, Any]]) -> Tuple[Iterable[Tuple[Any, ...]], bool]:
-        emits: List[Tuple[Any, ...]] = []
-        for side, value in values:
-            held = self._sides[side]
-            if self._insert_mode == "product":
-                held.append(value)
-            elif not held or self._insert_mode == "last":
-                held[:] = [value]
-            if self._emit_mode == "running":
-                emits.extend(self._joined())
-            elif self._emit_mode == "complete" and all(self._sides):
-                emits.extend(self._joined())
-                self._sides = [[] for _ in self._sides]
-        return emits, self._emit_mode == "complete" and not any(self._sides)
-
-    def on_eof(self) -> Tuple[Iterable[Tuple[Any, ...]], bool]:
-        if self._emit_mode == "final":
-            return self._joined(), self.DISCARD
+    def on_eof(self) -> tuple[Iterable[tuple[Any, ...]], bool]:
+        if self._state.emit_mode == "final":
+            return self._state.final(), self.DISCARD
         return (), self.RETAIN
 
-    def snapshot(self) -> List[List[Any]]:
-        return [list(side) for side in self._sides]
+    def snapshot(self) -> list[list[Any]]:
+        return self._state.to_snapshot()
 
 
 @operator
@@ -846,7 +809,7 @@ def join(
     *sides: KeyedStream[Any],
     insert_mode: JoinInsertMode = "last",
     emit_mode: JoinEmitMode = "complete",
-) -> KeyedStream[Tuple[Any, ...]]:
+) -> KeyedStream[tuple[Any, ...]]:
     """Join keyed streams on their keys into tuples of one value per side.
 
     ``insert_mode`` says which values a side keeps (``"first"``, ``"last"``, or
@@ -862,23 +825,12 @@ def join(
     >>> run_main(flow)
     join_eg.show: ('1', ('ann', 31))
     """
-    if insert_mode not in _JOIN_INSERT_MODES:
-        raise ValueError(
-            f"unknown join insert mode {insert_mode!r}; use one of {_JOIN_INSERT_MODES}"
-        )
-    if emit_mode not in _JOIN_EMIT_MODES:
-        raise ValueError(f"unknown join emit mode {emit_mode!r}; use one of {_JOIN_EMIT_MODES}")
-    if not sides:
-        raise TypeError(f"join step {step_id!r} needs at least one side")
-    tagged = [
-        map_value(f"add_side_{i}", side, lambda v, i=i: (i, v)) for i, side in enumerate(sides)
-    ]
-    merged = merge("merge", *tagged)
+    check_join("join", step_id, insert_mode, emit_mode, len(sides))
     count = len(sides)
     return stateful_batch(
         "stateful_batch",
-        merged,
-        lambda resume: _JoinLogic(count, insert_mode, emit_mode, resume),
+        tag_and_merge("add_side", sides),
+        lambda resume: _JoinLogic(JoinState.build(count, insert_mode, emit_mode, resume)),
     )
 
 
@@ -915,7 +867,7 @@ def enrich_cached(
     getter: Callable[[K], V],
     mapper: Callable[[TTLCache[K, V], X], Y],
     ttl: timedelta = timedelta.max,
-    _now_getter: Callable[[], datetime] = _utc_now,
+    _now_getter: Callable[[], datetime] = utc_now,
 ) -> Stream[Y]:
     """Map items with the help of a cache of slow lookups (``getter``) kept for ``ttl``.
 
