@@ -234,7 +234,11 @@ def test_init_builds_in_a_hidden_dir_and_moves_part0_last(
     assert sorted(os.listdir(db_dir)) == ["part-0.sqlite3", "part-1.sqlite3", "part-2.sqlite3"]
 
 
-def test_init_killed_half_way_leaves_its_dir_and_nothing_is_written(
+@pytest.mark.xfail(strict=True, reason=(
+    "an exception while init_db_dir moves partitions in (Ctrl-C, an OSError) removes the "
+    ".init-* dir in its finally: the partial set is then reported as missing partitions "
+    "of a valid store, not as an interrupted init"))
+def test_init_interrupted_by_an_exception_is_named_as_such(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_replace = os.replace
@@ -243,15 +247,16 @@ def test_init_killed_half_way_leaves_its_dir_and_nothing_is_written(
     def replace(src: Any, dst: Any) -> None:
         calls.append(dst)
         if len(calls) == 2:
-            raise KeyboardInterrupt  # as a kill would: before part-1 and part-0 move
+            raise KeyboardInterrupt  # after part-2 moved, before part-1 and part-0
         real_replace(src, dst)
 
     monkeypatch.setattr(pt.os, "replace", replace)
     db_dir = tmp_path / "db"
     with pytest.raises(KeyboardInterrupt):
         pt.init_db_dir(db_dir, 3)
-    # The real code cleans up on an exception; a SIGKILL would not: see the next test.
-    assert os.listdir(db_dir) == ["part-2.sqlite3"]
+    monkeypatch.undo()
+    with pytest.raises(pt.InconsistentPartitionsError, match="was interrupted"):
+        RecoveryStore.open(db_dir)
 
 
 @pytest.mark.parametrize("moved", [[], [2], [1, 2]], ids=["none", "one", "two"])
@@ -731,6 +736,34 @@ def test_crash_between_partition_commits(tmp_path: Path) -> None:
         assert load_resume(store, 3) == one
         commit(store, 2, {1: sets("s", {"k1": "two"})})
         assert load_resume(store, 3) == {"s": {"k0": "one", "k1": "two", "k2": "one"}}
+
+
+
+def test_crash_while_starting_an_execution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db_dir = new_store(tmp_path, 2)
+    with RecoveryStore.open(db_dir) as store:
+        store.start_execution(2)
+        commit(store, 1, {0: sets("s", {"k0": 1}), 1: sets("s", {"k1": 1})}, workers=(0, 1))
+        commit(store, 2, {1: sets("s", {"k1": 2})}, workers=(1,))  # past the cut (3, 2)
+    with RecoveryStore.open(db_dir) as store:
+        real_writing = store._writing
+
+        def writing(part: Any, what: str) -> Any:
+            if part.index == 1:
+                raise pt.StoreWriteError("disk gone")
+            return real_writing(part, what)
+
+        monkeypatch.setattr(store, "_writing", writing)
+        with pytest.raises(pt.StoreWriteError):
+            store.start_execution(3)  # recorded in partition 0 only
+    assert [e.execution for e in read_status(db_dir).executions] == [0, 1]
+    with RecoveryStore.open(db_dir) as store:
+        assert store.plan() == st.Plan(execution=2, epoch=2, frontiers=(2, 2, 2), problem=None)
+        assert store.start_execution(1) == st.ResumeFrom(execution=2, epoch=2)
+        assert [r[0] for r in rows(db_dir / "part-1.sqlite3")] == [1]  # epoch 2 dropped
+        assert load_resume(store, 2) == {"s": {"k0": 1, "k1": 1}}
 
 
 # Commit.
