@@ -44,7 +44,7 @@ FIXTURE_V1 = Path(__file__).parent / "fixtures" / "store-v1"
 def sets(
     step: str,
     set_: dict[str, Any] | None = None,
-    dels: list[str] = (),  # type: ignore[assignment]
+    dels: list[str] | tuple[str, ...] = (),
     *,
     writer: int = 0,
     chunk_keys: int = st.CHUNK_KEYS,
@@ -59,9 +59,10 @@ def sets(
     ]
 
 
-def per_part(part_count: int, by_part: dict[int, list[ChangeSet]] | None = None) -> list[
-    list[ChangeSet]
-]:
+def per_part(
+    part_count: int, by_part: dict[int, list[ChangeSet]] | None = None
+) -> list[list[ChangeSet]]:
+    """``commit``'s change sets argument: ``by_part[i]`` (or none) for partition ``i``."""
     by_part = by_part or {}
     return [list(by_part.get(i, [])) for i in range(part_count)]
 
