@@ -235,10 +235,6 @@ def test_init_builds_in_a_hidden_dir_and_moves_part0_last(
     assert sorted(os.listdir(db_dir)) == ["part-0.sqlite3", "part-1.sqlite3", "part-2.sqlite3"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an exception while init_db_dir moves partitions in (Ctrl-C, an OSError) removes the "
-    ".init-* dir in its finally: the partial set is then reported as missing partitions "
-    "of a valid store, not as an interrupted init"))
 def test_init_interrupted_by_an_exception_is_named_as_such(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -478,9 +474,6 @@ def test_unresumable_gc_horizons_are_refused_without_touching_the_files(tmp_path
     assert read_status(db_dir).problem == message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "read_state ignores plan().problem: on an unresumable store it returns a partial state "
-    "(here without part-0's keys) instead of refusing as a run would"))
 def test_read_state_refuses_an_unresumable_store(tmp_path: Path) -> None:
     restored = run_backed_up(tmp_path, {0: 2, 1: 11})
     with pytest.raises(pt.InconsistentPartitionsError, match="same backup"):
@@ -710,7 +703,6 @@ def test_misuse_is_reported(tmp_path: Path) -> None:
         assert looking.plan().epoch == 2
 
 
-@pytest.mark.xfail(strict=True, reason="plan() on a closed store raises sqlite3.ProgrammingError")
 def test_plan_on_a_closed_store_says_it_is_closed(tmp_path: Path) -> None:
     store = RecoveryStore.open(new_store(tmp_path, 1))
     store.close()
@@ -954,9 +946,6 @@ def test_gc_never_passes_a_lagging_worker(tmp_path: Path) -> None:
         assert load_resume(store, 4) == {"s": {"a": 3, "w1": 2}}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a lagging worker's first change sets of a partition at an epoch below one already "
-    "committed there become a second, older base; resume skips it and loses its keys"))
 def test_lagging_worker_first_change_sets_are_not_lost(tmp_path: Path) -> None:
     db_dir = new_store(tmp_path, 1)
     with RecoveryStore.open(db_dir) as store:
@@ -1181,9 +1170,6 @@ def test_backups_outside_the_window_are_refused(tmp_path: Path) -> None:
     assert files_of(restored) == before  # refused before writing
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the GC-horizon message lists 3 partitions then ', ...', not 'and N more' as the "
-    "other messages naming partitions do"))
 def test_unresumable_message_names_many_partitions_briefly(tmp_path: Path) -> None:
     db_dir, old = new_store(tmp_path, 6), tmp_path / "old"
     with RecoveryStore.open(db_dir) as store:
@@ -1350,11 +1336,6 @@ def test_committer_reports_a_full_disk(tmp_path: Path) -> None:
 
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "run_flow submits committer.compact() and then calls load_resume on the same "
-    "connection at once: a compaction landing after changes_to_apply picked the old base "
-    "deletes the resume epoch's last delta under the open cursor, so the resume misses "
-    "epoch R - 1 (here the source replays its EOF and the run outputs nothing)"))
 def test_resume_is_right_while_the_start_compaction_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

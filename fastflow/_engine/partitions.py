@@ -437,6 +437,7 @@ def init_db_dir(db_dir: Path | str, count: int, *, force: bool = False) -> list[
         )
     db_dir.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=_INIT_DIR_PREFIX, dir=db_dir))
+    moving = False  # once partitions move in, only a finished move may remove `building`
     try:
         init_id, created = uuid.uuid4().hex, now_iso()
         for index in range(count):
@@ -450,14 +451,17 @@ def init_db_dir(db_dir: Path | str, count: int, *, force: bool = False) -> list[
             for leftover in db_dir.glob(f"{_INIT_DIR_PREFIX}*"):
                 if leftover != building:
                     shutil.rmtree(leftover, ignore_errors=True)
+            moving = True
             for index in reversed(range(count)):
                 os.replace(_part_path(building, index), _part_path(db_dir, index))
             _fsync_dir(db_dir)
+            moving = False
         finally:
             if lock is not None:
                 lock.release()
     finally:
-        shutil.rmtree(building, ignore_errors=True)
+        if not moving:  # else it stays, and every open says the init was interrupted
+            shutil.rmtree(building, ignore_errors=True)
     return [_part_path(db_dir, index) for index in range(count)]
 
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from fastflow._cext.codec import UnencodableError, decode_changes, encode_changes
 from fastflow._cext.routing import split_dict
+from fastflow._engine.partitions import InconsistentPartitionsError
 from fastflow._engine.store import CHUNK_KEYS, ChangeSet, RecoveryStore
 from fastflow.errors import FastflowRuntimeError
 
@@ -79,4 +80,7 @@ def load_resume(store: RecoveryStore, epoch: int) -> Resume:
 def read_state(db_dir: Path | str) -> Resume:
     """The state a run on ``db_dir`` would resume with, read without locking or writing."""
     with RecoveryStore.inspect(db_dir) as store:
-        return load_resume(store, store.plan().epoch)
+        plan = store.plan()
+        if plan.problem is not None:
+            raise InconsistentPartitionsError(plan.problem)
+        return load_resume(store, plan.epoch)

@@ -52,6 +52,7 @@ from fastflow._engine.partitions import (
     connect_ro,
     connect_rw,
     find_parts,
+    names,
     now_iso,
     read_meta,
     transaction,
@@ -269,6 +270,7 @@ class RecoveryStore:
 
     def plan(self) -> Plan:
         """Compute what a resume now would do, reading only."""
+        self._check_open()
         seen = []  # per partition: (it, last execution, lowest frontier, frontiers)
         for part in self._parts:
             conn = part.conn
@@ -298,8 +300,7 @@ class RecoveryStore:
             problem = (
                 f"cannot resume {self.db_dir}: {limiting.path.name} can only resume from "
                 f"epoch {epoch}, but {len(collected)} partition(s) ("
-                + ", ".join(f"{p.path.name} up to epoch {p.gc_horizon}" for p in collected[:3])
-                + (", ..." if len(collected) > 3 else "")
+                + names([f"{p.path.name} up to epoch {p.gc_horizon}" for p in collected])
                 + ") already garbage-collected state that resume needs: the partitions come "
                 "from different points in time. Restore all partitions from the same backup"
             )
@@ -430,25 +431,35 @@ class RecoveryStore:
         """Commit to one partition; tests call it alone to simulate a crash between them."""
         horizon = None
         with self._writing(part, f"committing epoch {epoch}") as conn:
-            if sets:
-                older = conn.execute(
-                    "SELECT 1 FROM changesets WHERE epoch < ? LIMIT 1", (epoch,)
-                ).fetchone()
-                kind = "delta" if older else "base"
-                conn.executemany(
-                    f"INSERT OR REPLACE INTO changesets"
-                    f" VALUES ({epoch:d}, '{kind}', ?, ?, ?, ?, ?)",
-                    sets,
-                )
             conn.executemany(
                 "UPDATE frontiers SET epoch = max(epoch, ?)"
                 " WHERE execution = ? AND worker_index = ?",
                 [(epoch + 1, self._execution, worker) for worker in workers],
             )
+            if sets:
+                kind = "base" if self._complete_from(conn, epoch) else "delta"
+                conn.executemany(
+                    f"INSERT OR REPLACE INTO changesets"
+                    f" VALUES ({epoch:d}, '{kind}', ?, ?, ?, ?, ?)",
+                    sets,
+                )
             if gc_before is not None:
                 horizon = self._collect(part, gc_before)
         if horizon is not None:
             part.gc_horizon = horizon
+
+    def _complete_from(self, conn: sqlite3.Connection, epoch: int) -> bool:
+        """Whether change sets of ``epoch`` are complete state: a base, not a delta.
+
+        True when the partition holds nothing older and every worker has committed every
+        epoch before this one (a lagging worker may still write older keys).
+        """
+        if conn.execute("SELECT 1 FROM changesets WHERE epoch < ? LIMIT 1", (epoch,)).fetchone():
+            return False
+        (low,) = conn.execute(
+            "SELECT min(epoch) FROM frontiers WHERE execution = ?", (self._execution,)
+        ).fetchone()
+        return bool(low >= epoch)
 
     def _collect(self, part: _Partition, gc_before: int) -> int | None:
         """GC inside the commit's transaction; return the new horizon if it moved."""
@@ -460,10 +471,7 @@ class RecoveryStore:
         (base,) = conn.execute(_NEWEST_BASE_SQL, (g,)).fetchone()
         if base is None or base <= part.gc_horizon:
             return None
-        conn.execute(
-            "DELETE FROM changesets WHERE epoch < ? OR (epoch = ? AND kind = 'delta')",
-            (base, base),
-        )
+        conn.execute("DELETE FROM changesets WHERE epoch < ?", (base,))
         conn.execute("UPDATE meta SET value = ? WHERE key = 'gc_horizon'", (base,))
         return int(base)
 

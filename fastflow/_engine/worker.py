@@ -301,10 +301,10 @@ def run_flow(
     backup_epochs = math.ceil(backup / max(interval, _SMALLEST_EPOCH))
     with RecoveryStore.open(recovery_config.db_dir) as store:
         start = store.start_execution(worker_count=worker_count)
+        resume = load_resume(store, start.epoch)
         committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
         try:
             committer.compact()  # what the last run left, while this one starts
-            resume = load_resume(store, start.epoch)
             workers = Workers(plan, worker_count, start.epoch, interval, resume, recording=True)
 
             def commit(epoch: int, recorded: List[Tuple[int, Recorded]], last: bool) -> None:
