@@ -323,7 +323,7 @@ cdef inline bint _is_plain_offset(object tz):
 
 cdef object _enc_datetime(cdatetime.datetime dt):
     tz = dt.tzinfo
-    if _is_plain_offset(tz):
+    if _is_plain_offset(tz) and _offset_suffix(tz) is not None:
         if dt.fold == 0:
             return _tag("$datetime", _isoformat(dt, tz))
         return _tag("$datetime", [_isoformat(dt, tz), None, dt.fold])
@@ -332,7 +332,9 @@ cdef object _enc_datetime(cdatetime.datetime dt):
     return _enc_pickle(dt)
 
 
-# timezone -> the UTC offset suffix isoformat() writes for it ("+05:30")
+# timezone -> the UTC offset suffix isoformat() writes for it ("+05:30"), or None
+# for an offset that fromisoformat() reads back wrong (CPython 3.11 reads
+# "+00:00:00.000001" as UTC): such datetimes are pickled instead.
 cdef dict _offset_suffixes = {None: b""}
 
 
@@ -341,7 +343,10 @@ cdef bytes _offset_suffix(object tz):
         return _offset_suffixes[tz]
     except KeyError:
         pass
-    suffix = datetime(2000, 1, 1, tzinfo=tz).isoformat()[19:].encode("ascii")
+    text = datetime(2000, 1, 1, tzinfo=tz).isoformat()
+    suffix = text[19:].encode("ascii")
+    if _fromiso_datetime(text).utcoffset() != tz.utcoffset(None):
+        suffix = None
     if len(_offset_suffixes) < 4096:
         _offset_suffixes[tz] = suffix
     return suffix

@@ -648,3 +648,13 @@ def test_unencodable_error_message_example():
         codec.UnencodableError, match="^cannot snapshot a value of type 'generator'"
     ):
         encode({"state": _gen()})
+
+
+@pytest.mark.parametrize("micros", [1, -1, 999_999, -999_999, 3_600_000_007])
+def test_datetimes_with_sub_second_utc_offsets_keep_their_offset(micros: int) -> None:
+    # CPython 3.11's fromisoformat reads "+00:00:00.000001" as UTC; such offsets are pickled.
+    tz = timezone(timedelta(microseconds=micros))
+    value = datetime(2000, 1, 1, 12, tzinfo=tz)
+    back = codec.decode(codec.encode(value))
+    assert back == value
+    assert back.utcoffset() == value.utcoffset()
