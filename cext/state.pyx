@@ -142,14 +142,22 @@ def map_states(
     is ``None``. A new state of ``None`` discards the key. Returns the
     ``(key, emit)`` pairs in input order.
     """
-    cdef Py_ssize_t i, n = PyList_GET_SIZE(batch)
+    cdef Py_ssize_t i = 0, n = PyList_GET_SIZE(batch)
     cdef list out = [None] * n
+    cdef object item
     cdef bint batch_tracked = _hide(batch), out_tracked = _hide(out)
     try:
-        for i in range(n):
-            out[i] = _map_one(
-                states, dirty, <object>PyList_GET_ITEM(batch, i), mapper, builder, step_id
-            )
+        # The length is read again each time: user code may change the batch.
+        while i < PyList_GET_SIZE(batch):
+            item = <object>PyList_GET_ITEM(batch, i)
+            pair = _map_one(states, dirty, item, mapper, builder, step_id)
+            if i < n:
+                out[i] = pair
+            else:
+                out.append(pair)
+            i += 1
+        if i < n:
+            del out[i:]
     finally:
         _unhide(batch, batch_tracked)
     _unhide(out, out_tracked)
@@ -169,11 +177,13 @@ def flat_map_states(
     cdef Py_ssize_t i
     cdef tuple emitted
     cdef bint batch_tracked = _hide(batch), out_tracked = _hide(out)
+    cdef object item
     try:
-        for i in range(PyList_GET_SIZE(batch)):
-            emitted = _map_one(
-                states, dirty, <object>PyList_GET_ITEM(batch, i), mapper, builder, step_id
-            )
+        i = 0
+        while i < PyList_GET_SIZE(batch):  # user code may change the batch
+            item = <object>PyList_GET_ITEM(batch, i)
+            i += 1
+            emitted = _map_one(states, dirty, item, mapper, builder, step_id)
             key = <object>PyTuple_GET_ITEM(emitted, 0)
             for emit in <object>PyTuple_GET_ITEM(emitted, 1):
                 out.append((key, emit))
@@ -197,9 +207,10 @@ def fold_states(
     first value is its state (a reduce). Nothing is emitted here.
     """
     cdef PyObject* found
-    cdef Py_ssize_t i
-    for i in range(PyList_GET_SIZE(batch)):
+    cdef Py_ssize_t i = 0
+    while i < PyList_GET_SIZE(batch):  # user code may change the batch
         item = <object>PyList_GET_ITEM(batch, i)
+        i += 1
         key = _key_of(item, step_id)
         found = PyDict_GetItem(states, key)
         if found is not NULL:

@@ -627,3 +627,52 @@ def test_both_paths_give_the_same_results_across_a_resume(name, runs, batch_size
         assert fast == slow
     else:
         assert [_per_key(out) for out in fast] == [_per_key(out) for out in slow]
+
+
+MUTATING_MAPPERS = """
+from fastflow._cext import state
+
+def shrink(batch, flat=False):
+    def mapper(acc, value):
+        batch.clear()  # user code emptying the batch the loop is reading
+        return value, ([value] if flat else value)
+    return mapper
+
+def grow(batch):
+    def mapper(acc, value):
+        if len(batch) < 4:
+            batch.append(("k", value + 1))
+        return value, [value]
+    return mapper
+
+batch = [(str(i), i) for i in range(50)]
+print(state.map_states({}, state.ChangeTracker(), batch, shrink(batch), None, "s"))
+batch = [(str(i), i) for i in range(50)]
+print(state.flat_map_states({}, None, batch, shrink(batch, flat=True), None, "s"))
+batch = [("k", 0)]
+print(state.flat_map_states({}, None, batch, grow(batch), None, "s"))
+batch = [("k", i) for i in range(50)]
+def fold(acc, value):
+    batch.clear()
+    return acc + value
+states = {}
+state.fold_states(states, None, batch, fold, None, "s")
+print(states)
+"""
+
+
+def test_state_loops_survive_user_code_changing_the_batch() -> None:
+    # In a subprocess: reading past a shrunk batch used to crash the interpreter.
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", MUTATING_MAPPERS], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "[('0', 0)]",
+        "[('0', 0)]",
+        "[('k', 0), ('k', 1), ('k', 2), ('k', 3)]",
+        "{'k': 1}",
+    ]
