@@ -457,7 +457,8 @@ def test_bad_commands_print_usage_and_one_error_line(tmp_path, args, error):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["init-recovery", "db", "0"], "partition count must be a whole number from 1 to 4096, got 0"),
+        (["init-recovery", "db", "0"],
+         "partition count must be a whole number from 1 to 4096, got 0"),
         (["init-recovery", "db", "99999999999999999999"],
          "partition count must be a whole number from 1 to 4096, got 99999999999999999999"),
         (["init-recovery", "file", "1"], "cannot create recovery partitions in file: File exists"),
