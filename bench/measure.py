@@ -5,7 +5,7 @@ imports and building the input are never timed, and runs cannot warm each
 other up)::
 
     python bench/measure.py ENGINE WORKLOAD [--items N] [--keys K] [--batch-size B]
-                            [--interval S] [--recovery-dir DIR [--fresh-store]]
+                            [--interval S] [--recovery-dir DIR [--fresh-store]] [--shift]
 
 ENGINE is ``fastflow``, ``bytewax`` or ``plain`` (the plain loop). What is
 timed: the ``run_main(flow, ...)`` call alone (for ``plain``, the loop
@@ -48,10 +48,13 @@ def measure(
     interval: float = 1.0,
     recovery_dir: Optional[Path] = None,
     fresh_store: bool = False,
+    shift: bool = False,
 ) -> dict[str, Any]:
     """Build the input and the flow, then time one run; return what was measured."""
     spec = WORKLOADS[workload]
     data = spec.items(items, keys)
+    if shift:  # the same keys with new values: a resumed source starts over, every key changes
+        data = [(key, value + 1) for key, value in data]
     out: List[Any] = []
     if engine == "plain":
         run = lambda: spec.plain(data, out)  # noqa: E731
@@ -95,10 +98,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--interval", type=float, default=1.0, help="epoch length, seconds")
     parser.add_argument("--recovery-dir", type=Path)
     parser.add_argument("--fresh-store", action="store_true", help="init a new store first")
+    parser.add_argument("--shift", action="store_true",
+                        help="add 1 to every value (a resume then changes every key again)")
     args = parser.parse_args(argv)
     result = measure(
         args.engine, args.workload, args.items, args.keys, args.batch_size, args.interval,
-        args.recovery_dir, args.fresh_store,
+        args.recovery_dir, args.fresh_store, args.shift,
     )
     json.dump(result, sys.stdout)
     print()

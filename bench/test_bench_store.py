@@ -1,9 +1,10 @@
 """The recovery store: snapshot writes per epoch, and resuming a large store.
 
-- ``snapshot write``: one epoch's commit of N changed keys (encoding their
-  states and ``RecoveryStore.commit_epoch``), the work a worker does when an
-  epoch closes with recovery on. Each round is the next epoch of one store,
-  rewriting the same keys, so superseded snapshots get collected as in a run.
+- ``snapshot write``: one epoch's commit of N changed keys: encoding their
+  states into change sets (``encode_epoch``, on the flow's thread) and writing
+  them (``RecoveryStore.commit``, on the committer's thread in a run), timed
+  apart. Each round is the next epoch of one store, rewriting the same keys, so
+  GC and (untimed) compaction run as in a run.
 - ``resume``: ``run_main`` of the keyed running sum on a store already
   holding K keys (built untimed by the same flow), with the same input, so
   the source resumes at its end and only the restore is left. One round each
@@ -17,7 +18,7 @@ import pytest
 from engines import load
 from flows import BATCH_SIZE, WORKLOADS
 
-from fastflow._cext import codec
+from fastflow._engine.snapshot import encode_epoch
 from fastflow._engine.store import RecoveryStore
 
 pytest.importorskip("pytest_benchmark")
@@ -25,22 +26,45 @@ pytest.importorskip("pytest_benchmark")
 STEP = "keyed_sum.sum"
 
 
-@pytest.mark.parametrize("keys", [10_000, 100_000])
+class _Changed:
+    """What a stateful node hands over at an epoch's end: every key changed."""
+
+    step_id = STEP
+
+    def __init__(self, keys: int) -> None:
+        self.states = {f"k{i}": i for i in range(keys)}
+
+    def changes(self):
+        return self.states, dict.fromkeys(self.states, True)
+
+
+@pytest.mark.parametrize("keys", [100_000, 1_000_000])
+def test_snapshot_encode(benchmark, keys):
+    benchmark.group = "snapshot encode: one epoch's changed keys, on the flow's thread"
+    node = _Changed(keys)
+    benchmark.pedantic(encode_epoch, ([(0, node)], 1), rounds=5, warmup_rounds=1)
+    benchmark.extra_info["keys"] = keys
+
+
+@pytest.mark.parametrize("keys", [100_000, 1_000_000])
 def test_snapshot_write(benchmark, tmp_path, keys):
-    benchmark.group = "snapshot write: one epoch's commit"
+    benchmark.group = "snapshot write: one epoch's commit, on the committer's thread"
     api = load("fastflow")
     api.init_db_dir(tmp_path, 1)
-    names = [f"k{i}" for i in range(keys)]
+    changes = encode_epoch([(0, _Changed(keys))], 1)
     epoch = iter(range(1, 1_000_000))
     with RecoveryStore.open(tmp_path) as store:
         store.start_execution(worker_count=1)
 
-        def commit():
+        def commit() -> None:
             e = next(epoch)
-            rows = [(STEP, name, codec.encode(e * 1000 + i)) for i, name in enumerate(names)]
-            store.commit_epoch(e, 0, rows, gc_before=e - 1)
+            store.commit(e, [0], changes, gc_before=e - 1)
 
-        benchmark.pedantic(commit, rounds=5, warmup_rounds=1)
+        def compact() -> None:  # as the committer does after a commit; untimed
+            store.compact(0)
+
+        commit()
+        benchmark.pedantic(commit, setup=compact, rounds=5)
         benchmark.extra_info["keys"] = keys
 
 

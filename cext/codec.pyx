@@ -540,17 +540,26 @@ def encode_changes(dict values not None, dict changed not None, Py_ssize_t chunk
     cdef dict sets = {}
     cdef list dels = []
     cdef list keys = []
-    cdef Py_ssize_t pos = 0, size = 0
+    cdef Py_ssize_t pos = 0, size = 0, values_pos = 0
     cdef PyObject* k
     cdef PyObject* had
     cdef PyObject* found
+    cdef PyObject* values_key
+    cdef bint in_step = True
     if chunk_keys < 1:
         raise ValueError(f"chunk_keys must be >= 1, got {chunk_keys}")
     while PyDict_Next(changed, &pos, &k, &had):
         key = <object>k
-        found = PyDict_GetItem(values, key)
+        # While ``changed`` lists the keys in ``values``'s own order (every key of a
+        # step changed), walk both together: a lookup in a large dict is a cache miss.
+        if in_step and PyDict_Next(values, &values_pos, &values_key, &found) and values_key == k:
+            pass
+        else:
+            in_step = False
+            found = PyDict_GetItem(values, key)
         if found is not NULL:
-            sets[key] = _enc_state(key, <object>found, False)
+            value = <object>found
+            sets[key] = _enc_state(key, value, False)
         elif <object>had:
             dels.append(key)
         else:

@@ -33,7 +33,7 @@ cdef class ChangeTracker:
     step. Instead, an update of a key that has state is appended to a list
     (sequential writes), and only creations and discards, which need to know
     whether the key had state at the last snapshot, go to a dict. Once the list
-    holds more entries than there are live keys, it is dropped and every live
+    holds as many entries as there are live keys, it is dropped and every live
     key counts as changed: writing them all then costs no more than what was
     recorded. :meth:`take` returns, for every changed key, whether it had state
     at the last snapshot (a key created and discarded in between has ``False``
@@ -53,7 +53,7 @@ cdef class ChangeTracker:
         """``key``, which has state, got a new one."""
         if not self._everything:
             self._updated.append(key)
-            if PyList_GET_SIZE(self._updated) > live:
+            if PyList_GET_SIZE(self._updated) >= live:
                 self._everything = True
                 self._updated = []
 
@@ -66,10 +66,19 @@ cdef class ChangeTracker:
         PyDict_SetDefault(self._had, key, had)
 
     def take(self, dict states not None):
-        """Return ``{changed key: had state at the last snapshot}`` and start over."""
-        cdef dict changed = self._had
-        for key in (states if self._everything else self._updated):
-            PyDict_SetDefault(changed, key, True)
+        """Return ``{changed key: had state at the last snapshot}`` and start over.
+
+        With every key changed, the result lists ``states``'s keys first, in its
+        order, so the encoder can walk both dicts together.
+        """
+        cdef dict changed
+        if self._everything:
+            changed = dict.fromkeys(states, True)
+            changed.update(self._had)  # keeps the order; adds the discarded keys at the end
+        else:
+            changed = self._had
+            for key in self._updated:
+                PyDict_SetDefault(changed, key, True)
         self._had = {}
         self._updated = []
         self._everything = False
