@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q "cython>=3.0" "setuptools>=64" ruff
-    .venv/bin/python -m pip install -q -e ".[test,bench]"
+    .venv/bin/python -m pip install -q -e ".[test,bench,kafka]"
 fi
 # Rebuild whatever extension changed since the last build (a no-op otherwise).
 .venv/bin/python setup.py -q build_ext --inplace >/dev/null 2>.venv/build.log || {

@@ -1,0 +1,130 @@
+"""KafkaSink: every worker produces its items, and waits for their delivery."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List, Optional
+
+from confluent_kafka import KafkaError as ConfluentKafkaError
+from confluent_kafka import Message, Producer
+
+from fastflow.connectors.kafka._messages import KafkaSinkMessage, describe
+from fastflow.outputs import DynamicSink, StatelessSinkPartition
+
+RawSinkMessage = KafkaSinkMessage[Any, Any]
+
+# Seconds to let librdkafka send (and free room in its queue) when produce() finds the
+# queue full, before trying again.
+_QUEUE_FULL_WAIT = 0.05
+
+
+class _KafkaSinkPartition(StatelessSinkPartition[RawSinkMessage]):
+    """One producer; a batch is written when every message of it is acknowledged."""
+
+    def __init__(self, step_id: str, producer: Producer, topic: Optional[str]) -> None:
+        self._step_id = step_id
+        self._producer = producer
+        self._topic = topic
+        self._failed = 0
+        self._first_failure = ""
+        self._on_delivery = self._delivered  # one bound method for every produce()
+
+    def _delivered(self, err: Optional[ConfluentKafkaError], message: Message) -> None:
+        if err is not None:
+            if not self._failed:
+                self._first_failure = (
+                    f"topic {message.topic()!r} partition {message.partition()}: {err.str()}"
+                )
+            self._failed += 1
+
+    def write_batch(self, items: List[RawSinkMessage]) -> None:
+        """Produce every item, then wait until the brokers have acknowledged all of them.
+
+        The wait is what makes the sink at-least-once: the engine commits an epoch
+        only after its items went through the sink, so an item the brokers never got
+        cannot be behind a committed source offset. A full local queue waits for room
+        instead of failing; a message the brokers refuse fails the run.
+        """
+        producer = self._producer
+        on_delivery = self._on_delivery
+        for item in items:
+            if not isinstance(item, KafkaSinkMessage):
+                raise TypeError(
+                    f"KafkaSink takes KafkaSinkMessage items; got {describe(item)} (turn a "
+                    "KafkaSourceMessage into one with .to_sink())"
+                )
+            topic = self._topic if item.topic is None else item.topic
+            if topic is None:
+                raise ValueError(
+                    f"no topic to write {describe(item)} to: the sink has topic=None, so "
+                    "every KafkaSinkMessage must name its topic"
+                )
+            if item.partition is None:
+                args: Dict[str, Any] = {}
+            else:
+                args = {"partition": item.partition}
+            while True:
+                try:
+                    producer.produce(
+                        topic,
+                        item.value,
+                        item.key,
+                        headers=item.headers,
+                        timestamp=item.timestamp,
+                        on_delivery=on_delivery,
+                        **args,
+                    )
+                    break
+                except BufferError:  # queue.buffering.max.messages/kbytes reached
+                    producer.poll(_QUEUE_FULL_WAIT)
+        self._settle()
+
+    def _settle(self) -> None:
+        """Wait for every delivery report; fail if any message was not delivered."""
+        self._producer.flush()
+        if self._failed:
+            failed, first = self._failed, self._first_failure
+            self._failed, self._first_failure = 0, ""
+            raise RuntimeError(
+                f"Kafka sink of step {self._step_id!r} could not deliver {failed} message(s); "
+                f"the first: {first}"
+            )
+
+    def close(self) -> None:
+        self._settle()
+
+
+class KafkaSink(DynamicSink[RawSinkMessage]):
+    """Write :class:`~fastflow.connectors.kafka.KafkaSinkMessage` items to Kafka.
+
+    Every worker has its own producer. Each batch is flushed before the flow goes on,
+    so what the flow committed has reached the brokers: output is at-least-once (the
+    items of the epoch a resume starts from are written again). A message the brokers
+    refuse (unknown partition, too large, timed out) stops the run with an error
+    naming its topic and the reason; a full producer queue is waited out, never
+    raised (unlike Bytewax's, which lets ``BufferError`` through).
+
+    :arg brokers: ``host:port`` of some brokers of the cluster.
+    :arg topic: The topic to write to; ``None`` (to be given explicitly) means every
+        message names its own ``topic``, which also overrides a topic given here.
+    :arg add_config: More librdkafka producer settings (``acks``, ``linger.ms``,
+        ``compression.type``, security, ...).
+    """
+
+    def __init__(
+        self,
+        brokers: Iterable[str],
+        topic: Optional[str],
+        add_config: Optional[Dict[str, str]] = None,
+    ) -> None:
+        if isinstance(brokers, str):
+            raise TypeError(f"brokers must be an iterable of strings, not a string: {brokers!r}")
+        self._brokers = list(brokers)
+        self._topic = topic
+        self._add_config = dict(add_config or {})
+
+    def build(
+        self, step_id: str, worker_index: int, worker_count: int
+    ) -> _KafkaSinkPartition:
+        """Every worker gets a producer of its own."""
+        config = {"bootstrap.servers": ",".join(self._brokers), **self._add_config}
+        return _KafkaSinkPartition(step_id, Producer(config), self._topic)

@@ -1,0 +1,219 @@
+"""KafkaSource: every Kafka partition of the topics is a resumable source partition."""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Optional, Union
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaError as ConfluentKafkaError
+from confluent_kafka.admin import AdminClient
+
+from fastflow.connectors.kafka._messages import KafkaError, KafkaSourceMessage
+from fastflow.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+RawMessage = KafkaSourceMessage[Optional[bytes], Optional[bytes]]
+RawError = KafkaError[Optional[bytes], Optional[bytes]]
+RawItem = Union[RawMessage, RawError]
+
+# Seconds to wait for the brokers' answer about a topic's partitions or a partition's
+# end offset before giving up (librdkafka retries within it).
+METADATA_TIMEOUT = 30.0
+
+# The consumers never join a consumer group: partitions are assigned by hand and their
+# offsets live in the recovery store. librdkafka still wants a group id.
+_IGNORED_GROUP = "FASTFLOW_IGNORED"
+
+
+def _brokers_list(brokers: Iterable[str], what: str) -> List[str]:
+    if isinstance(brokers, str):
+        raise TypeError(f"{what} must be an iterable of strings, not a string: {brokers!r}")
+    return list(brokers)
+
+
+def _partition_name(topic: str, index: int) -> str:
+    return f"{index}-{topic}"
+
+
+class _KafkaSourcePartition(StatefulSourcePartition[RawItem, int]):
+    """One Kafka partition, read by its own consumer from ``offset`` on."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        topic: str,
+        index: int,
+        offset: int,
+        batch_size: int,
+        raise_on_errors: bool,
+    ) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        self._index = index
+        self._offset = offset  # of the next message to emit, or a logical OFFSET_*
+        self._batch_size = batch_size
+        self._raise_on_errors = raise_on_errors
+        self._ended = False
+        consumer.assign([TopicPartition(topic, index, offset)])
+
+    def next_batch(self) -> List[RawItem]:
+        if self._ended:
+            raise StopIteration()
+        # Never block: the engine polls every partition of every worker in one thread,
+        # and sleeps by itself when none of them had anything.
+        messages = self._consumer.consume(self._batch_size, 0)
+        batch: List[RawItem] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == ConfluentKafkaError._PARTITION_EOF:
+                    self._ended = True  # emit this batch; the next call ends the partition
+                    break
+                if self._raise_on_errors:
+                    raise RuntimeError(
+                        f"error reading Kafka topic {self._topic!r} partition {self._index}: "
+                        f"{error.str()}"
+                    )
+            item = KafkaSourceMessage(
+                key=message.key(),
+                value=message.value(),
+                topic=message.topic(),
+                headers=message.headers() or [],
+                latency=message.latency(),
+                offset=message.offset(),
+                partition=message.partition(),
+                timestamp=message.timestamp(),
+            )
+            if error is None:
+                batch.append(item)
+                self._offset = message.offset() + 1
+            else:
+                # An error does not move the resume offset: a resume meets it again.
+                batch.append(KafkaError(error, item))
+        return batch
+
+    def snapshot(self) -> int:
+        return self._offset
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class KafkaSource(FixedPartitionedSource[RawItem, int]):
+    """Read Kafka topics; every Kafka partition is a partition of the source.
+
+    The engine deals the partitions out over the workers, and each resumes from the
+    offset after the last message it emitted in the last committed epoch, so the state
+    of a resumed flow holds every message exactly once. Offsets live in the recovery
+    store, not in a consumer group: the consumers never commit to Kafka.
+
+    Items are :class:`~fastflow.connectors.kafka.KafkaSourceMessage` with ``key`` and
+    ``value`` as bytes (or ``None``). A consumer error stops the run
+    (``raise_on_errors=True``) or is emitted as a
+    :class:`~fastflow.connectors.kafka.KafkaError` item for the flow to handle.
+
+    :arg brokers: ``host:port`` of some brokers of the cluster.
+    :arg topics: The topics to read, all their partitions.
+    :arg tail: Wait for new messages at the end of a partition (the flow never ends);
+        with ``False``, a partition ends at the end it finds, and the flow with the last.
+    :arg starting_offset: Where a partition starts when it has no resume state:
+        ``confluent_kafka.OFFSET_BEGINNING`` (default), ``OFFSET_END`` (only messages
+        written after the start; that end is fixed when the partition is built, so a
+        resume misses none written in between), or an offset.
+    :arg add_config: More librdkafka settings, for the consumers and the metadata
+        client (security, timeouts, ``fetch.wait.max.ms``, ...).
+    :arg batch_size: The most messages one poll of a partition hands to the flow.
+    :arg raise_on_errors: Stop the run on a consumer error (default), or emit
+        :class:`~fastflow.connectors.kafka.KafkaError` items instead.
+    """
+
+    def __init__(
+        self,
+        brokers: Iterable[str],
+        topics: Iterable[str],
+        tail: bool = True,
+        starting_offset: int = OFFSET_BEGINNING,
+        add_config: Optional[Dict[str, str]] = None,
+        batch_size: int = 1000,
+        raise_on_errors: bool = True,
+    ) -> None:
+        self._brokers = _brokers_list(brokers, "brokers")
+        self._topics = _brokers_list(topics, "topics")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size!r}")
+        self._tail = tail
+        self._starting_offset = starting_offset
+        self._add_config = dict(add_config or {})
+        self._batch_size = batch_size
+        self._raise_on_errors = raise_on_errors
+
+    def _config(self) -> Dict[str, object]:
+        return {"bootstrap.servers": ",".join(self._brokers), **self._add_config}
+
+    def list_parts(self) -> List[str]:
+        """One partition per Kafka partition, named ``"{index}-{topic}"``, in topic order.
+
+        Topics are asked about one by one, so that a cluster that creates topics on
+        first use creates them. A topic the cluster does not know (or refuses) fails
+        the run, naming it.
+        """
+        client = AdminClient(self._config())
+        names: List[str] = []
+        for topic in self._topics:
+            try:
+                metadata = client.list_topics(topic, timeout=METADATA_TIMEOUT)
+            except KafkaException as ex:
+                raise RuntimeError(
+                    f"could not list the partitions of Kafka topic {topic!r} from brokers "
+                    f"{','.join(self._brokers)}: {ex.args[0].str()}"
+                ) from None
+            found = metadata.topics[topic]
+            if found.error is not None:
+                raise RuntimeError(
+                    f"could not list the partitions of Kafka topic {topic!r}: {found.error.str()}"
+                )
+            names.extend(_partition_name(topic, index) for index in sorted(found.partitions))
+        return names
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: Optional[int]
+    ) -> _KafkaSourcePartition:
+        """Start a consumer at the resume offset, or at ``starting_offset`` without one."""
+        index_text, _, topic = for_part.partition("-")
+        if topic not in self._topics:
+            raise ValueError(
+                f"partition {for_part!r} is of Kafka topic {topic!r}, which this source "
+                f"does not read (topics {self._topics!r})"
+            )
+        index = int(index_text)
+        config = {
+            "group.id": _IGNORED_GROUP,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": not self._tail,
+            **self._config(),
+        }
+        consumer = Consumer(config)
+        offset = self._starting_offset if resume_state is None else resume_state
+        if offset == OFFSET_END:
+            offset = self._end_offset(consumer, topic, index)
+        return _KafkaSourcePartition(
+            consumer, topic, index, offset, self._batch_size, self._raise_on_errors
+        )
+
+    def _end_offset(self, consumer: Consumer, topic: str, index: int) -> int:
+        """The partition's current end offset, fixed now.
+
+        So a snapshot taken before the first message still means "from here" on
+        resume, not "from wherever the end is then".
+        """
+        try:
+            _low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, index), timeout=METADATA_TIMEOUT
+            )
+        except KafkaException as ex:
+            consumer.close()
+            raise RuntimeError(
+                f"could not find the end of Kafka topic {topic!r} partition {index}: "
+                f"{ex.args[0].str()}"
+            ) from None
+        return int(high)
