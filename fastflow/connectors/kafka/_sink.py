@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Optional
 
 from confluent_kafka import KafkaError as ConfluentKafkaError
-from confluent_kafka import Message, Producer
+from confluent_kafka import KafkaException, Message, Producer
 
 from fastflow.connectors.kafka._messages import KafkaSinkMessage, describe
 from fastflow.outputs import DynamicSink, StatelessSinkPartition
@@ -15,6 +15,10 @@ RawSinkMessage = KafkaSinkMessage[Any, Any]
 # Seconds to let librdkafka send (and free room in its queue) when produce() finds the
 # queue full, before trying again.
 _QUEUE_FULL_WAIT = 0.05
+
+
+def _at(partition: Optional[int]) -> str:
+    return "" if partition is None else f" partition {partition}"
 
 
 class _KafkaSinkPartition(StatelessSinkPartition[RawSinkMessage]):
@@ -76,6 +80,11 @@ class _KafkaSinkPartition(StatelessSinkPartition[RawSinkMessage]):
                     break
                 except BufferError:  # queue.buffering.max.messages/kbytes reached
                     producer.poll(_QUEUE_FULL_WAIT)
+                except KafkaException as ex:  # refused at once: unknown partition, too large
+                    raise RuntimeError(
+                        f"Kafka sink of step {self._step_id!r} could not write to topic "
+                        f"{topic!r}{_at(item.partition)}: {ex.args[0].str()}"
+                    ) from None
         self._settle()
 
     def _settle(self) -> None:

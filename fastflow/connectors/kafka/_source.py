@@ -6,7 +6,6 @@ from typing import Dict, Iterable, List, Optional, Union
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
-from confluent_kafka.admin import AdminClient
 
 from fastflow.connectors.kafka._messages import KafkaError, KafkaSourceMessage
 from fastflow.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -146,8 +145,15 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
         self._batch_size = batch_size
         self._raise_on_errors = raise_on_errors
 
-    def _config(self) -> Dict[str, object]:
-        return {"bootstrap.servers": ",".join(self._brokers), **self._add_config}
+    def _consumer_config(self) -> Dict[str, object]:
+        return {
+            "bootstrap.servers": ",".join(self._brokers),
+            "group.id": _IGNORED_GROUP,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": not self._tail,
+            **self._add_config,
+        }
 
     def list_parts(self) -> List[str]:
         """One partition per Kafka partition, named ``"{index}-{topic}"``, in topic order.
@@ -156,22 +162,28 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
         first use creates them. A topic the cluster does not know (or refuses) fails
         the run, naming it.
         """
-        client = AdminClient(self._config())
+        # A consumer, not an AdminClient: add_config holds consumer settings, which
+        # would make an AdminClient warn.
+        client = Consumer(self._consumer_config())
         names: List[str] = []
-        for topic in self._topics:
-            try:
-                metadata = client.list_topics(topic, timeout=METADATA_TIMEOUT)
-            except KafkaException as ex:
-                raise RuntimeError(
-                    f"could not list the partitions of Kafka topic {topic!r} from brokers "
-                    f"{','.join(self._brokers)}: {ex.args[0].str()}"
-                ) from None
-            found = metadata.topics[topic]
-            if found.error is not None:
-                raise RuntimeError(
-                    f"could not list the partitions of Kafka topic {topic!r}: {found.error.str()}"
-                )
-            names.extend(_partition_name(topic, index) for index in sorted(found.partitions))
+        try:
+            for topic in self._topics:
+                try:
+                    metadata = client.list_topics(topic, timeout=METADATA_TIMEOUT)
+                except KafkaException as ex:
+                    raise RuntimeError(
+                        f"could not list the partitions of Kafka topic {topic!r} from brokers "
+                        f"{','.join(self._brokers)}: {ex.args[0].str()}"
+                    ) from None
+                found = metadata.topics[topic]
+                if found.error is not None:
+                    raise RuntimeError(
+                        f"could not list the partitions of Kafka topic {topic!r}: "
+                        f"{found.error.str()}"
+                    )
+                names.extend(_partition_name(topic, index) for index in sorted(found.partitions))
+        finally:
+            client.close()
         return names
 
     def build_part(
@@ -185,14 +197,7 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
                 f"does not read (topics {self._topics!r})"
             )
         index = int(index_text)
-        config = {
-            "group.id": _IGNORED_GROUP,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": not self._tail,
-            **self._config(),
-        }
-        consumer = Consumer(config)
+        consumer = Consumer(self._consumer_config())
         offset = self._starting_offset if resume_state is None else resume_state
         if offset == OFFSET_END:
             offset = self._end_offset(consumer, topic, index)
