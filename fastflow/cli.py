@@ -2,20 +2,31 @@
 
 ``fastflow run`` is :mod:`fastflow.run` and ``fastflow init-recovery`` is
 :mod:`fastflow.recovery` (both also runnable with ``python -m``); this module
-only puts them, and ``recovery status``, under one command.
+only puts them, and the ``recovery`` commands, under one command. Each
+``recovery`` command is a module of ``fastflow/_engine`` (status, upgrade,
+export, state_edit, repartition, backup); here they only get their arguments,
+and their errors become one line on stderr: exit code 2 for bad input or a
+store that cannot be used as asked (nothing was changed), 1 for a failed write.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import List, Optional
 
 import fastflow
 from fastflow._pythonpath import add_python_path_argument, extend_sys_path
 from fastflow.recovery import INIT_DESCRIPTION, add_init_arguments, init_command
-from fastflow.run import EXIT_BAD_INPUT, RUN_HELP, add_run_arguments, run_command
+from fastflow.run import (
+    EXIT_BAD_INPUT,
+    EXIT_FLOW_RAISED,
+    RUN_HELP,
+    add_run_arguments,
+    run_command,
+)
 from fastflow.visualize import (
     VISUALIZE_DESCRIPTION,
     add_visualize_arguments,
@@ -44,8 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         )
     )
     recovery = commands.add_parser(
-        "recovery", help="inspect or upgrade a recovery directory",
-        description="Inspect or upgrade recovery partitions."
+        "recovery", help="inspect, edit, repartition, back up or upgrade a recovery directory",
+        description="Inspect, export, edit, repartition, back up or upgrade recovery "
+        "partitions."
     )
     recovery_commands = recovery.add_subparsers(
         dest="recovery_command", metavar="COMMAND", required=True
@@ -66,12 +78,177 @@ def _parser() -> argparse.ArgumentParser:
         "backup window are not carried over. Stop the flow using DB_DIR first.",
     )
     upgrade.add_argument("db_dir", metavar="DB_DIR", type=Path, help="directory of the partitions")
+    _add_state_commands(recovery_commands)
     add_visualize_arguments(
         commands.add_parser(
             "visualize", help="print a diagram of a dataflow", description=VISUALIZE_DESCRIPTION
         )
     )
     return parser
+
+
+def _add_state_commands(commands: argparse._SubParsersAction) -> None:
+    """``export``, ``import``, ``get``, ``repartition`` and ``backup`` (docs/recovery.md)."""
+    db_dir = {"metavar": "DB_DIR", "type": Path, "help": "directory of the partitions"}
+    epoch = {
+        "type": int, "metavar": "E", "help": "the state a resume at epoch E would restore (E "
+        "inside the backup window); default: the next run's resume epoch",
+    }
+    export = commands.add_parser(
+        "export",
+        help="write the state a resume would restore, one JSON line per key",
+        description="Write the state the next run would resume with (or, with --epoch, a "
+        "resume at an older epoch in the backup window), one JSON object per line: "
+        '{"step": STEP_ID, "key": KEY, "state": TYPED_JSON}. States are shown in the '
+        "snapshot codec's typed JSON and never decoded (a pickled state stays a "
+        "{\"$pickle\": ...} tag). Read-only: safe while a flow runs.",
+    )
+    export.add_argument("db_dir", **db_dir)
+    export.add_argument("--step", metavar="STEP", help="only this step id")
+    export.add_argument("--key", metavar="KEY", help="only this key")
+    export.add_argument("--epoch", **epoch)
+    export.add_argument("-o", "--output", metavar="FILE", type=Path,
+                        help="write to FILE instead of standard output")
+    load = commands.add_parser(
+        "import",
+        help="apply edited state lines (as export writes them) as one new epoch",
+        description="Apply FILE's lines (as `fastflow recovery export` writes them; a state "
+        "of null deletes the key) to DB_DIR as one new committed epoch, so the next run "
+        "resumes with the edited state. Every line is checked first (JSON, known step, a "
+        "state the codec decodes); a bad line changes nothing. Stop the flow using DB_DIR "
+        "first.",
+    )
+    load.add_argument("db_dir", **db_dir)
+    load.add_argument("file", metavar="FILE", help="the state lines; - for standard input")
+    load.add_argument("--allow-pickle", action="store_true",
+                      help='accept {"$pickle": ...} states (checking them unpickles them, '
+                      "which can run any code)")
+    get = commands.add_parser(
+        "get",
+        help="print one key's state",
+        description="Print the typed JSON state of KEY in step STEP, as the next run would "
+        "restore it; exit code 1 if the key has no state. Read-only.",
+    )
+    get.add_argument("db_dir", **db_dir)
+    get.add_argument("step", metavar="STEP", help="step id, as export and status show it")
+    get.add_argument("key", metavar="KEY", help="the state key")
+    get.add_argument("--epoch", **epoch)
+    repartition = commands.add_parser(
+        "repartition",
+        help="rewrite the store into N partitions",
+        description="Rewrite the store in DB_DIR into N partitions. The new store is built "
+        "beside DB_DIR and swapped in atomically: killed at any moment, DB_DIR holds the old "
+        "store or the new one. The next run resumes where it would have; older epochs kept "
+        "for the backup window are not carried over. Stop the flow using DB_DIR first.",
+    )
+    repartition.add_argument("db_dir", **db_dir)
+    repartition.add_argument("count", metavar="N", type=int, help="the new partition count")
+    backup = commands.add_parser(
+        "backup",
+        help="copy a store consistently, also while a flow runs",
+        description="Copy every partition of DB_DIR into DEST (a new or empty directory) with "
+        "SQLite's online backup, so that `fastflow run -r DEST` resumes from the copy. Safe "
+        "while a flow runs on DB_DIR; a killed backup leaves DEST as it was.",
+    )
+    backup.add_argument("db_dir", **db_dir)
+    backup.add_argument("dest", metavar="DEST", type=Path, help="directory of the copy")
+
+
+def _recovery_export(args: argparse.Namespace) -> int:
+    from fastflow._engine.export import export_state
+
+    if args.output is None:
+        export_state(args.db_dir, sys.stdout.buffer, step_id=args.step, key=args.key,
+                     epoch=args.epoch)
+        sys.stdout.buffer.flush()
+        return 0
+    try:
+        with open(args.output, "wb") as out:
+            count = export_state(args.db_dir, out, step_id=args.step, key=args.key,
+                                 epoch=args.epoch)
+    except BaseException:
+        args.output.unlink(missing_ok=True)  # no half an export that looks like a whole one
+        raise
+    print(f"exported {count} key(s) of {args.db_dir} to {args.output}")
+    return 0
+
+
+def _recovery_import(args: argparse.Namespace) -> int:
+    from fastflow._engine.state_edit import import_state
+
+    if args.file == "-":
+        done = import_state(args.db_dir, sys.stdin.buffer, allow_pickle=args.allow_pickle)
+    else:
+        with open(args.file, "rb") as lines:
+            done = import_state(args.db_dir, lines, allow_pickle=args.allow_pickle)
+    if done.epoch is None:
+        print(f"{args.file} holds no state lines; nothing was changed")
+    else:
+        print(
+            f"imported {done.set_keys} state(s) and {done.deleted_keys} deletion(s) into "
+            f"{args.db_dir} as epoch {done.epoch}; the next run resumes at epoch "
+            f"{done.resume_epoch}"
+        )
+    return 0
+
+
+def _recovery_get(args: argparse.Namespace) -> int:
+    from fastflow._engine.export import get_state
+
+    state = get_state(args.db_dir, args.step, args.key, args.epoch)
+    if state is None:
+        print(f"{PROG} recovery get: key {args.key!r} of step {args.step!r} has no state in "
+              f"{args.db_dir}", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(state + b"\n")
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def _recovery_repartition(args: argparse.Namespace) -> int:
+    from fastflow._engine.repartition import repartition_store
+
+    done = repartition_store(args.db_dir, args.count)
+    print(
+        f"repartitioned {args.db_dir} from {done.old_count} to {done.new_count} partition(s) "
+        f"({done.keys} key(s)); the next run resumes at epoch {done.resume_epoch}"
+    )
+    return 0
+
+
+def _recovery_backup(args: argparse.Namespace) -> int:
+    from fastflow._engine.backup import backup_store
+
+    done = backup_store(args.db_dir, args.dest)
+    print(
+        f"backed up {done.partitions} partition(s) of {args.db_dir} to {args.dest}; a run on "
+        f"it resumes at epoch {done.resume_epoch}"
+    )
+    return 0
+
+
+_STATE_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "export": _recovery_export,
+    "import": _recovery_import,
+    "get": _recovery_get,
+    "repartition": _recovery_repartition,
+    "backup": _recovery_backup,
+}
+
+
+def _state_command(args: argparse.Namespace) -> int:
+    """Run a state command; its error becomes one line on stderr and the exit code."""
+    from fastflow._engine.partitions import RecoveryError, StoreWriteError
+
+    name = f"{PROG} recovery {args.recovery_command}"
+    try:
+        return _STATE_COMMANDS[args.recovery_command](args)
+    except StoreWriteError as ex:
+        print(f"{name}: error: {ex}", file=sys.stderr)
+        return EXIT_FLOW_RAISED
+    except (RecoveryError, ValueError, OSError) as ex:
+        print(f"{name}: error: {ex}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 def _recovery_status(args: argparse.Namespace) -> int:
@@ -118,5 +295,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return visualize_command(args, f"{PROG} visualize")
     if args.recovery_command == "upgrade":
         return _recovery_upgrade(args)
+    if args.recovery_command in _STATE_COMMANDS:
+        return _state_command(args)
     return _recovery_status(args)
 
