@@ -654,3 +654,38 @@ def test_resume_with_another_worker_count_keeps_every_partitions_offset(
 
     run.run("-w", "2")  # nothing new: nothing read, nothing written
     assert run.lines() == lines
+
+
+BYTEWAX_FLOW = """
+import os
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSinkMessage
+from bytewax.connectors.kafka import operators as kop
+from bytewax.connectors.stdio import StdOutSink
+from bytewax.dataflow import Dataflow
+
+brokers = os.environ["BROKERS"].split(",")
+flow = Dataflow("bytewax_kafka")
+kinp = kop.input("inp", flow, brokers=brokers, topics=[os.environ["TOPIC"]], tail=False,
+                 add_config={"fetch.wait.max.ms": "10"})
+op.raises("stop_on_error", kinp.errs)
+op.output("print", op.map("text", kinp.oks, lambda m: m.value.decode()), StdOutSink())
+upper = op.map("upper", kinp.oks, lambda m: KafkaSinkMessage(m.key, m.value.upper()))
+kop.output("write", upper, brokers=brokers, topic=os.environ["OUT_TOPIC"])
+"""
+
+
+def test_a_bytewax_kafka_flow_runs_unchanged(
+    tmp_path: Path, cluster: Cluster, fastflow_command: List[str]
+) -> None:
+    topic, out_topic = cluster.new_topic(), cluster.new_topic()
+    cluster.produce(topic, [(i % PARTITIONS, b"k", f"m{i}".encode()) for i in range(8)])
+    (tmp_path / "flow.py").write_text(BYTEWAX_FLOW)
+    env = {**os.environ, "BROKERS": cluster.bootstrap, "TOPIC": topic, "OUT_TOPIC": out_topic}
+    proc = subprocess.run([*fastflow_command, "run", "flow.py"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.splitlines()) == [f"m{i}" for i in range(8)]
+    assert sorted(v for _p, _o, _k, v in cluster.read(out_topic)) == [
+        f"M{i}".encode() for i in range(8)
+    ]
