@@ -14,6 +14,7 @@ the same per-key outputs, states and snapshots when run as logic objects.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Callable
 
 
@@ -23,15 +24,18 @@ class MapSpec:
     ``mapper(state_or_None, value)`` returns ``(new_state, emit)`` (or, when
     ``flat``, ``(new_state, iterable of emits)``); a new state of ``None``
     discards the key. ``init()``, when given, makes a new key's first state.
+    With a ``ttl``, keys no item reached for that long are discarded
+    (``ttl.py``; the node is then an ``ExpiringMapStateNode``).
     """
 
     def __init__(
         self, mapper: Callable[[Any, Any], tuple[Any, Any]], init: Callable[[], Any] | None,
-        flat: bool,
+        flat: bool, ttl: timedelta | None = None,
     ) -> None:
         self.mapper = mapper
         self.init = init
         self.flat = flat
+        self.ttl = ttl
 
 
 class FoldSpec:
@@ -45,3 +49,20 @@ class FoldSpec:
     def __init__(self, folder: Callable[[Any, Any], Any], init: Callable[[], Any] | None):
         self.folder = folder
         self.init = init
+
+
+class ExpiringBuilder:
+    """A general ``stateful_batch`` builder whose keys expire after ``ttl`` without an item.
+
+    Not a fast path: it only tells the engine to run ``builder``'s logic objects in an
+    ``ExpiringLogicStateNode`` (see ``ttl.py``). Called, it is ``builder``, so it stays a
+    valid builder wherever it is not recognised.
+    """
+
+    def __init__(self, builder: Callable[[Any], Any], ttl: timedelta) -> None:
+        self.builder = builder
+        self.ttl = ttl
+
+    def __call__(self, resume_state: Any) -> Any:
+        """Build the logic of one key, as ``builder`` does."""
+        return self.builder(resume_state)

@@ -11,6 +11,7 @@ method call per step; the per-item work happens in compiled loops.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from itertools import chain
 from typing import Any, Callable, NoReturn
@@ -18,7 +19,8 @@ from typing import Any, Callable, NoReturn
 from fastflow._cext import state
 from fastflow._cext.ops import branch_items
 from fastflow._cext.routing import RoutingError
-from fastflow._engine.fastpaths import FoldSpec, MapSpec
+from fastflow._engine.fastpaths import ExpiringBuilder, FoldSpec, MapSpec
+from fastflow._engine.ttl import Expiry, keys_of, plain
 from fastflow.errors import FastflowRuntimeError
 
 Push = Callable[[list[Any]], None]
@@ -208,15 +210,28 @@ class StatefulNode(Node):
         """Call ``on_notify`` for every key whose time has come (in key order)."""
         raise NotImplementedError
 
+    def expire(self, now: float) -> None:
+        """At an epoch's end (``now``: Unix time), discard the keys whose TTL passed.
+
+        Nothing to do without a TTL (see ``ttl.py`` and the ``Expiring*`` nodes).
+        """
+
 
 def stateful_node(
     step_id: str, builder: Callable[[Any], Any], down: Push, end: End, track_changes: bool
 ) -> StatefulNode:
-    """The node for a ``stateful_batch`` step: a compiled fast path if ``builder`` is a spec."""
+    """The node for a ``stateful_batch`` step: a compiled fast path if ``builder`` is a spec.
+
+    A builder with a ``ttl`` (``MapSpec.ttl``, ``ExpiringBuilder``) gets an expiring node.
+    """
     if isinstance(builder, MapSpec):
+        if builder.ttl is not None:
+            return ExpiringMapStateNode(step_id, builder, down, end, track_changes)
         return MapStateNode(step_id, builder, down, end, track_changes)
     if isinstance(builder, FoldSpec):
         return FoldStateNode(step_id, builder, down, end, track_changes)
+    if isinstance(builder, ExpiringBuilder):
+        return ExpiringLogicStateNode(step_id, builder, down, end, track_changes)
     return LogicStateNode(step_id, builder, down, end, track_changes)
 
 
@@ -245,7 +260,7 @@ class _RawStateNode(StatefulNode):
         return self.states, self.dirty.take(self.states)
 
     def restore(self, states: dict[str, Any]) -> None:
-        self.states.update(states)
+        self.states.update(plain(states))
 
 
 class MapStateNode(_RawStateNode):
@@ -382,12 +397,71 @@ class LogicStateNode(StatefulNode):
 
     def restore(self, states: dict[str, Any]) -> None:
         step_id = self.step_id
-        for key, snapshot in states.items():
+        for key, snapshot in plain(states).items():
             logic = call_user(step_id, "builder", self._builder, snapshot, key=key)
             self.states[key] = logic
             due = call_user(step_id, "notify_at", logic.notify_at, key=key)
             if due is not None:
                 self._timers[key] = due
+
+
+class _Expiring(StatefulNode):
+    """What the TTL nodes add to their node class: stamps, expiry, stamped snapshots.
+
+    Used as the first base of a node class (see ``ttl.py`` for the design). Per batch it
+    only notes the batch's keys; an update is an item for the key, not a notification.
+    """
+
+    _expiry: Expiry
+
+    def push(self, batch: list[Any]) -> None:
+        keys = keys_of(batch)
+        super().push(batch)  # raises for an item that is not a (key, value) pair
+        if keys is not None:
+            self._expiry.touch(keys)
+
+    def expire(self, now: float) -> None:
+        states, dirty = self.states, self.dirty
+        for key in self._expiry.due(states, now):
+            del states[key]
+            self._forget(key)
+            if dirty is not None:
+                dirty.mark(key, True)
+
+    def _forget(self, key: str) -> None:
+        """Drop what the node keeps for an expired key besides its state."""
+
+    def changes(self) -> Changes:
+        values, changed = super().changes()
+        return self._expiry.wrap(values, changed), changed
+
+    def restore(self, states: dict[str, Any]) -> None:
+        super().restore(self._expiry.restore(states, time.time()))
+
+
+class ExpiringMapStateNode(_Expiring, MapStateNode):
+    """``stateful_map``/``stateful_flat_map`` with a ``ttl``."""
+
+    def __init__(
+        self, step_id: str, spec: MapSpec, down: Push, end: End, track_changes: bool
+    ) -> None:
+        super().__init__(step_id, spec, down, end, track_changes)
+        assert spec.ttl is not None
+        self._expiry = Expiry(spec.ttl)
+
+
+class ExpiringLogicStateNode(_Expiring, LogicStateNode):
+    """``stateful`` with a ``ttl``: an expired key's logic and timer are dropped uncalled."""
+
+    def __init__(
+        self, step_id: str, builder: ExpiringBuilder, down: Push, end: End,
+        track_changes: bool,
+    ) -> None:
+        super().__init__(step_id, builder.builder, down, end, track_changes)
+        self._expiry = Expiry(builder.ttl)
+
+    def _forget(self, key: str) -> None:
+        self._timers.pop(key, None)
 
 
 def _emits_and_flag(result: Any) -> tuple[list[Any], bool]:

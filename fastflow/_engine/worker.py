@@ -260,6 +260,9 @@ class Workers:
 
     def _close_epoch(self, commit: Optional[Commit], *, last: bool) -> None:
         """Close the epoch on every worker together (the aligned barrier is the round's end)."""
+        now = time.time()
+        for node in self.stateful:
+            node.expire(now)  # keys idle for their step's ttl become deletions (see ttl.py)
         if commit is not None:
             recorded = [entry for worker in self.workers for entry in worker.recorded()]
             commit(self.workers[0].clock.epoch, recorded, last)

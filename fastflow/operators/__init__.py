@@ -33,6 +33,8 @@ from typing import (
 )
 
 from fastflow._cext import ops as _ops
+from fastflow._engine.fastpaths import ExpiringBuilder
+from fastflow._engine.ttl import check_ttl
 from fastflow.dataflow import Dataflow, KeyedStream, Stream, _core_step, operator
 from fastflow.inputs import Source
 from fastflow.operators._join import (
@@ -538,8 +540,12 @@ def stateful(
     step_id: str,
     up: KeyedStream[V],
     builder: Callable[[Optional[S]], StatefulLogic[V, W, S]],
+    ttl: Optional[timedelta] = None,
 ) -> KeyedStream[W]:
     """Run a :class:`StatefulLogic` per key, one value at a time.
+
+    ``ttl`` (a fastflow extension): discard a key's logic, uncalled, once no
+    value reached it for that long (see :func:`stateful_map`).
 
     >>> class Dedupe(StatefulLogic):
     ...     def __init__(self, seen):
@@ -558,12 +564,23 @@ def stateful(
     stateful_eg.show: ('a', 2)
     """
     _check_callable(step_id, "builder", builder)
-    return stateful_batch("stateful_batch", up, lambda resume: ItemsAsBatch(builder, resume))
+    expiry = check_ttl(step_id, ttl)
+
+    def per_key(resume: Optional[S]) -> ItemsAsBatch[V, W, S]:
+        return ItemsAsBatch(builder, resume)
+
+    return stateful_batch(
+        "stateful_batch", up, per_key if expiry is None else ExpiringBuilder(per_key, expiry)
+    )
 
 
 @overload
 def stateful_map(
-    step_id: str, up: KeyedStream[V], mapper: Callable[[Optional[S], V], Tuple[Optional[S], W]]
+    step_id: str,
+    up: KeyedStream[V],
+    mapper: Callable[[Optional[S], V], Tuple[Optional[S], W]],
+    *,
+    ttl: Optional[timedelta] = None,
 ) -> KeyedStream[W]: ...
 
 
@@ -573,16 +590,26 @@ def stateful_map(
     up: KeyedStream[V],
     builder: Callable[[], S],
     mapper: Callable[[S, V], Tuple[Optional[S], W]],
+    *,
+    ttl: Optional[timedelta] = None,
 ) -> KeyedStream[W]: ...
 
 
 @operator
-def stateful_map(step_id: str, up: KeyedStream[V], mapper: Any, *legacy: Any) -> KeyedStream[W]:
+def stateful_map(
+    step_id: str, up: KeyedStream[V], mapper: Any, *legacy: Any, ttl: Optional[timedelta] = None
+) -> KeyedStream[W]:
     """Keep a state per key: ``mapper(state, value)`` returns ``(new_state, emit)``.
 
     A new key's state is ``None``; returning ``None`` as the new state forgets
     the key. The older form ``stateful_map(step_id, up, builder, mapper)`` is
     accepted too: there ``builder()`` makes a new key's first state.
+
+    ``ttl`` (a fastflow extension over Bytewax's API): forget a key once no
+    value reached it for that long (system time, checked at the end of each
+    epoch), so a flow over an unbounded key space keeps a bounded state and
+    store. The time of a key's last value is snapshotted with its state and
+    survives a resume (docs/recovery.md, "State TTL").
 
     >>> flow = Dataflow("running_sum")
     >>> s = op.input("inp", flow, TestingSource([("a", 1), ("b", 5), ("a", 2)]))
@@ -613,7 +640,8 @@ def stateful_map(step_id: str, up: KeyedStream[V], mapper: Any, *legacy: Any) ->
         init, mapper = mapper, legacy[0]
         _check_callable(step_id, "builder", init)
     _check_callable(step_id, "mapper", mapper)
-    return stateful_batch("stateful_batch", up, MapBuilder(mapper, init, flat=False))
+    builder = MapBuilder(mapper, init, flat=False, ttl=check_ttl(step_id, ttl))
+    return stateful_batch("stateful_batch", up, builder)
 
 
 @operator
@@ -621,8 +649,11 @@ def stateful_flat_map(
     step_id: str,
     up: KeyedStream[V],
     mapper: Callable[[Optional[S], V], Tuple[Optional[S], Iterable[W]]],
+    ttl: Optional[timedelta] = None,
 ) -> KeyedStream[W]:
     """Like :func:`stateful_map`, but emit every item of the iterable ``mapper`` returns.
+
+    ``ttl``: as in :func:`stateful_map`.
 
     >>> flow = Dataflow("sfm_eg")
     >>> s = op.input("inp", flow, TestingSource([("a", "x"), ("a", "y")]))
@@ -636,7 +667,8 @@ def stateful_flat_map(
     sfm_eg.show: ('a', 2)
     """
     _check_callable(step_id, "mapper", mapper)
-    return stateful_batch("stateful_batch", up, MapBuilder(mapper, None, flat=True))
+    builder = MapBuilder(mapper, None, flat=True, ttl=check_ttl(step_id, ttl))
+    return stateful_batch("stateful_batch", up, builder)
 
 
 @operator
