@@ -495,13 +495,14 @@ if where in ("before swap", "after swap"):
             stall()
         return stalling
     rp._exchanger = exchanger
-if where == "import commit":  # partition 0 committed, partition 1 not
-    original_writing, commits = st._writing, []
+if where.startswith("import "):  # partition 0's transaction done, partition 1's not
+    original_writing, seen = st._writing, []
+    first_word = {"import started": "starting", "import commit": "committing"}[where]
     @contextmanager
     def writing(db_dir, part, what):
-        if what.startswith("committing"):
-            commits.append(1)
-            if len(commits) == 2:
+        if what.startswith(first_word):
+            seen.append(1)
+            if len(seen) == 2:
                 stall()
         with original_writing(db_dir, part, what) as conn:
             yield conn
@@ -590,15 +591,16 @@ def test_sigkill_at_random_moments_of_a_repartition(tmp_path: Path) -> None:
 # Import crash.
 
 
-def test_sigkill_between_two_partitions_commits_of_an_import_keeps_the_old_state(
-    tmp_path: Path,
+@pytest.mark.parametrize("where", ["import started", "import commit"])
+def test_sigkill_between_two_partitions_transactions_of_an_import_keeps_the_old_state(
+    tmp_path: Path, where: str
 ) -> None:
     two_steps_store(tmp_path, 2)
     before = ok("recovery", "export", "db", cwd=tmp_path)
     edit = "".join(
         f'{{"step": "{SUM}", "key": "k{i}", "state": {1000 * i}}}\n' for i in range(3))
     (tmp_path / "edit.jsonl").write_text(edit)
-    stall_and_kill(tmp_path, "import commit", "import", "db", "edit.jsonl")
+    stall_and_kill(tmp_path, where, "import", "db", "edit.jsonl")
     assert ok("recovery", "export", "db", cwd=tmp_path) == before
     # The next import (or run) starts from the old state: nothing of the killed one is left.
     ok("recovery", "import", "db", "edit.jsonl", cwd=tmp_path)
@@ -702,3 +704,31 @@ def test_backups_taken_while_a_flow_runs_resume_to_the_same_state(tmp_path: Path
                                  capture_output=True, text=True, timeout=120)
         assert (resumed.returncode, resumed.stderr) == (0, "")
         assert stored_state(tmp_path / copy, "slow.sum.stateful_batch") == expected
+
+
+def test_offline_commands_refuse_a_store_a_running_flow_holds(tmp_path: Path) -> None:
+    """The lock of a real run in another process (flock), not only this process's registry."""
+    (tmp_path / "flow.py").write_text(SLOW_FLOW)
+    ok("init-recovery", "db", "2", cwd=tmp_path)
+    proc = subprocess.Popen([FASTFLOW, "run", "flow.py", "-r", "db", "-s", "0.01"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not fastflow("recovery", "get", "db", "slow.sum.stateful_batch", "k1",
+                           cwd=tmp_path).stdout:
+            assert time.monotonic() < deadline, "the flow never committed"
+            time.sleep(0.05)
+        (tmp_path / "edit.jsonl").write_text(
+            '{"step": "slow.sum.stateful_batch", "key": "k1", "state": 5}\n')
+        in_use = ("is in use by another running execution (it holds the lock on "
+                  "part-0.sqlite3); stop that execution first, or use another directory\n")
+        for command in (("import", "db", "edit.jsonl"), ("repartition", "db", "3")):
+            assert proc.poll() is None, "the flow ended too soon"
+            assert refused("recovery", *command, cwd=tmp_path) == (
+                f"fastflow recovery {command[0]}: error: recovery directory "
+                f"{tmp_path / 'db' if command[0] == 'repartition' else 'db'} {in_use}")
+    finally:
+        assert proc.wait(timeout=120) == 0
+    with RecoveryStore.inspect(tmp_path / "db") as store:
+        assert store.part_count == 2
+        assert [e.worker_count for e in store.executions()] == [1]

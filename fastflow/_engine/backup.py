@@ -73,27 +73,31 @@ def backup_store(db_dir: Path | str, dest: Path | str) -> BackedUp:
         shutil.rmtree(leftover, ignore_errors=True)
     building = parent / f".{dest.name}.backup-{uuid.uuid4().hex[:12]}"
     try:
-        for attempt in range(1, ATTEMPTS + 1):
-            building.mkdir()
-            _copy(paths, building)
-            with RecoveryStore.inspect(building) as copy:
-                plan = copy.plan()
-            if plan.problem is None:
-                break
-            shutil.rmtree(building)
-        else:
-            raise InconsistentPartitionsError(
-                f"could not back up {db_dir} consistently in {ATTEMPTS} attempts: its "
-                "partitions garbage-collected epochs faster than they could be copied; run "
-                f"the flow with a longer backup window (`-b`). Nothing was written to {dest}"
-            )
+        resume_epoch, attempts = _copy_checked(paths, building, db_dir, dest)
         _fsync_dir(building)
         os.rename(building, dest)  # replaces an empty directory, atomically
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
     _fsync_dir(parent)
-    return BackedUp(len(paths), plan.epoch, attempt)
+    return BackedUp(len(paths), resume_epoch, attempts)
+
+
+def _copy_checked(paths: list[Path], building: Path, db_dir: Path, dest: Path) -> tuple[int, int]:
+    """Copy into ``building`` until a run could resume from it; ``(resume epoch, attempts)``."""
+    for attempt in range(1, ATTEMPTS + 1):
+        building.mkdir()
+        _copy(paths, building)
+        with RecoveryStore.inspect(building) as copy:
+            plan = copy.plan()
+        if plan.problem is None:
+            return plan.epoch, attempt
+        shutil.rmtree(building)
+    raise InconsistentPartitionsError(
+        f"could not back up {db_dir} consistently in {ATTEMPTS} attempts: its partitions "
+        "garbage-collected epochs faster than they could be copied; run the flow with a "
+        f"longer backup window (`-b`). Nothing was written to {dest}"
+    )
 
 
 def _check_dest(dest: Path) -> None:

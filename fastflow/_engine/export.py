@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, Any
 
 import orjson
@@ -129,7 +130,7 @@ def export_lines(
 
 
 def export_state(
-    db_dir: str, out: IO[bytes], *, step_id: str | None = None, key: str | None = None,
+    db_dir: Path | str, out: IO[bytes], *, step_id: str | None = None, key: str | None = None,
     epoch: int | None = None,
 ) -> int:
     """Write the export of ``db_dir`` to ``out``; return the number of lines (keys)."""
@@ -142,7 +143,7 @@ def export_state(
     return count
 
 
-def get_state(db_dir: str, step_id: str, key: str, epoch: int | None = None) -> bytes | None:
+def get_state(db_dir: Path | str, step_id: str, key: str, epoch: int | None = None) -> bytes | None:
     """One key's state as typed JSON (``None``: the key has no state in that step)."""
     with RecoveryStore.inspect(db_dir) as store:
         at = resume_epoch(store, epoch)

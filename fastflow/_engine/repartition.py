@@ -36,6 +36,8 @@ import orjson
 from fastflow._cext.routing import split_dict
 from fastflow._engine.export import live_states
 from fastflow._engine.partitions import (
+    _PART_RE,
+    _SIDE_FILES,
     DirLock,
     InconsistentPartitionsError,
     RecoveryError,
@@ -48,7 +50,8 @@ from fastflow._engine.partitions import (
 from fastflow._engine.state_edit import change_sets
 from fastflow._engine.store import Execution, RecoveryStore
 
-_STORE_FILE = re.compile(r"part-(0|[1-9][0-9]*)\.sqlite3(-wal|-shm|-journal)?")
+_STORE_FILE = re.compile(f"{_PART_RE.pattern}({'|'.join(_SIDE_FILES)})?")
+"""A partition file or one of SQLite's files beside it: what a store directory may hold."""
 
 
 @dataclass(frozen=True)
