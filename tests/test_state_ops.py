@@ -313,6 +313,9 @@ def test_import_null_deletes_and_new_keys_are_added(tmp_path: Path) -> None:
         0, "", "imported 2 state(s) and 2 deletion(s) into db as epoch 2; the next run resumes "
         "at epoch 3\n")
     assert stored_state(tmp_path / "db", KEEP) == {"b": 20, "c": 3, "new": [1]}
+    assert fastflow("recovery", "get", "db", KEEP, "a", cwd=tmp_path).returncode == 1
+    assert ok("recovery", "export", "db", "--key", "a", cwd=tmp_path) == ""
+    assert ok("recovery", "get", "db", KEEP, "b", cwd=tmp_path) == "20\n"
     with RecoveryStore.inspect(tmp_path / "db") as store:
         assert store.plan().epoch == 3
         assert [(e.execution, e.worker_count, e.resume_epoch)

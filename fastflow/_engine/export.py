@@ -75,17 +75,26 @@ def check_step(store: RecoveryStore, step_id: str) -> None:
 
 
 def live_states(
-    store: RecoveryStore, index: int, before_epoch: int, step_id: str | None = None
+    store: RecoveryStore,
+    index: int,
+    before_epoch: int,
+    step_id: str | None = None,
+    key: str | None = None,
 ) -> Live:
-    """Partition ``index``'s live states as of a resume at ``before_epoch`` (``step_id`` only).
+    """Partition ``index``'s live states as of a resume at ``before_epoch``.
 
     The one merge of change sets behind export, get and repartition: each blob's ``set``
-    overwrites, then its ``del`` removes, in the store's apply order.
+    overwrites, then its ``del`` removes, in the store's apply order. With ``step_id`` or
+    ``key``, only blobs that can hold them are parsed (a key's JSON string must appear in
+    the blob's bytes), and the result may hold other keys of those blobs.
     """
     live: Live = {}
+    needle = None if key is None else orjson.dumps(key)
     with _no_gc():
         for _, _, step, _, blob in store.changes_to_apply(index, before_epoch):
-            if step_id is not None and step != step_id:
+            if (step_id is not None and step != step_id) or (
+                needle is not None and needle not in blob
+            ):
                 continue
             changes = orjson.loads(blob)
             states = live.get(step)
@@ -114,7 +123,7 @@ def export_lines(
         indexes = range(home, home + 1)
     dumps = orjson.dumps
     for index in indexes:
-        live = live_states(store, index, epoch, step_id)
+        live = live_states(store, index, epoch, step_id, key)
         for step in sorted(live):
             states = live.pop(step)
             head = b'{"step":' + dumps(step) + b',"key":'
@@ -148,7 +157,7 @@ def get_state(db_dir: Path | str, step_id: str, key: str, epoch: int | None = No
     with RecoveryStore.inspect(db_dir) as store:
         at = resume_epoch(store, epoch)
         check_step(store, step_id)
-        live = live_states(store, partition_of(key, store.part_count), at, step_id)
+        live = live_states(store, partition_of(key, store.part_count), at, step_id, key)
         states = live.get(step_id, {})
         return orjson.dumps(states[key]) if key in states else None
 
