@@ -9,7 +9,7 @@ and every ``bytewax.x`` are the very module objects ``fastflow`` and
 
 When Bytewax is installed, ``bytewax`` is Bytewax and this hook stays out of
 the way. A ``bytewax`` module that fastflow has no counterpart for (such as
-``bytewax.connectors.kafka``) fails to import with a message saying so.
+``bytewax.tracing``) fails to import with a message saying so.
 """
 
 from __future__ import annotations

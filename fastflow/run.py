@@ -95,7 +95,8 @@ _OPTIONS = {
     ),
     "processes": _Option(
         ("-p", "--processes"), "PROCESSES", _positive_int, "FASTFLOW_PROCESSES", "1",
-        "processes to run; only 1 is supported so far (default: 1)",
+        "processes to run on this machine, each with its -w workers, so the flow uses "
+        "several cores; keyed state is spread over all workers by key (default: 1)",
     ),
 }
 
@@ -116,6 +117,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
             metavar=option.metavar,
             help=f"{option.help} [env {option.env}]",
         )
+    parser.add_argument("-i", "--process-id", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("-a", "--addresses", help=argparse.SUPPRESS)
 
 
 class _BadInput(Exception):
@@ -133,40 +136,18 @@ def _apply_env(args: argparse.Namespace) -> None:
                 raise _BadInput(f"environment variable {option.env}: {ex}") from None
 
 
-_PACKAGE_DIR = os.path.realpath(os.path.dirname(__file__)) + os.sep
-
-
-def _is_internal(frame: traceback.FrameSummary) -> bool:
-    """Whether a frame is fastflow's own (or the import machinery's), not the user's."""
-    name = frame.filename
-    return (
-        name.startswith("<frozen importlib")
-        or name.startswith("cext" + os.sep)
-        or os.path.realpath(name).startswith(_PACKAGE_DIR)
-        # the standalone executable names its own frames relative to the bundle
-        or (getattr(sys, "frozen", False) and name.startswith("fastflow" + os.sep))
-    )
-
-
 def _print_user_traceback(error: BaseException) -> None:
-    """Print ``error``'s traceback chain on stderr without fastflow's own frames.
+    from fastflow._tracebacks import user_traceback
 
-    A part made only of fastflow frames (a bug in fastflow) is printed in full.
-    """
-    shown = traceback.TracebackException.from_exception(error)
-    part: Optional[traceback.TracebackException] = shown
-    while part is not None:
-        user_frames = [frame for frame in part.stack if not _is_internal(frame)]
-        if user_frames:
-            part.stack = traceback.StackSummary.from_list(user_frames)
-        part = part.__cause__ or (None if part.__suppress_context__ else part.__context__)
-    print("".join(shown.format()), end="", file=sys.stderr)
+    print(user_traceback(error), end="", file=sys.stderr)
 
 
 def _stdout_closed(error: BaseException) -> bool:
     """Whether fastflow's own printing found stdout's reader gone (``fastflow run f.py | head``)."""
+    from fastflow._tracebacks import is_internal
+
     return isinstance(error, BrokenPipeError) and all(
-        _is_internal(frame) for frame in traceback.extract_tb(error.__traceback__)
+        is_internal(frame) for frame in traceback.extract_tb(error.__traceback__)
     )
 
 
@@ -175,25 +156,19 @@ def _silence_stdout() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _one_line(error: BaseException) -> str:
-    from fastflow.errors import FastflowRuntimeError
-
-    text = str(error) if isinstance(error, FastflowRuntimeError) else (
-        f"{type(error).__name__}: {error}"
-    )
-    return " ".join(text.split())
-
-
 def _run(args: argparse.Namespace, prog: str) -> int:
+    from fastflow._engine.cluster import ProcessFailed
     from fastflow._locate import FlowImportFailed, FlowNotFound, locate_dataflow
-    from fastflow.errors import FastflowRuntimeError
+    from fastflow._tracebacks import one_line
+    from fastflow._tracebacks import user_error as innermost
     from fastflow.recovery import RecoveryConfig, RecoveryError, StoreWriteError
 
     _apply_env(args)
-    if args.processes != 1:
+    if args.process_id is not None or args.addresses is not None:
         raise _BadInput(
-            f"-p {args.processes} asked for, but only one process is supported so far; "
-            "leave -p out (use -w for several workers in this process)"
+            "-i/--process-id and -a/--addresses (one command per machine) are not supported: "
+            "run several processes on this machine with -p N; more than one machine is "
+            "meant to run on Ray"
         )
     import fastflow.compat  # noqa: F401 - `bytewax` imports get fastflow if Bytewax is absent
 
@@ -213,6 +188,7 @@ def _run(args: argparse.Namespace, prog: str) -> int:
     try:
         cli_main(
             flow,
+            processes=args.processes,
             workers_per_process=args.workers_per_process,
             epoch_interval=args.snapshot_interval,
             recovery_config=recovery,
@@ -222,17 +198,20 @@ def _run(args: argparse.Namespace, prog: str) -> int:
         return EXIT_FLOW_RAISED
     except RecoveryError as ex:
         raise _BadInput(str(ex)) from None
+    except ProcessFailed as ex:  # a worker process raised (its traceback) or died
+        if ex.traceback_text:
+            print(ex.traceback_text, end="", file=sys.stderr)
+        print(f"{prog}: error: {ex}", file=sys.stderr)
+        return EXIT_FLOW_RAISED
     except Exception as ex:
-        user_error = ex
-        while isinstance(user_error, FastflowRuntimeError) and user_error.__cause__ is not None:
-            user_error = user_error.__cause__
+        user_error = innermost(ex)
         if _stdout_closed(user_error):
             _silence_stdout()
             print(f"{prog}: error: stdout was closed (broken pipe), so the flow stopped",
                   file=sys.stderr)
             return EXIT_FLOW_RAISED
         _print_user_traceback(user_error)
-        print(f"{prog}: error: the flow failed: {_one_line(ex)}", file=sys.stderr)
+        print(f"{prog}: error: the flow failed: {one_line(ex)}", file=sys.stderr)
         return EXIT_FLOW_RAISED
     return EXIT_OK
 
@@ -262,18 +241,25 @@ def cli_main(
     addresses: Optional[List[str]] = None,
     epoch_interval: Optional[timedelta] = None,
     recovery_config: Optional[RecoveryConfig] = None,
+    processes: int = 1,
 ) -> None:
-    """Run ``flow`` as the command line would (all workers in this process, for now)."""
-    from fastflow.testing import cluster_main
+    """Run ``flow`` as ``fastflow run`` does: ``processes`` local processes of ``-w`` workers.
 
-    cluster_main(
-        flow,
-        addresses or [],
-        process_id or 0,
-        epoch_interval=epoch_interval,
-        recovery_config=recovery_config,
-        worker_count_per_proc=workers_per_process,
-    )
+    This is the Python way to use several cores: ``cli_main(flow, processes=4)`` forks 4
+    worker processes and returns when the flow is done (raising ``ProcessFailed`` if one
+    of them raised or died). ``addresses`` and ``process_id`` (one call per machine, as in
+    Bytewax) support one process only.
+    """
+    if addresses or process_id:
+        from fastflow.testing import cluster_main
+
+        cluster_main(flow, addresses or [], process_id or 0, epoch_interval=epoch_interval,
+                     recovery_config=recovery_config, worker_count_per_proc=workers_per_process)
+        return
+    from fastflow._engine.execute import run_flow
+
+    run_flow(flow, epoch_interval=epoch_interval, recovery_config=recovery_config,
+             worker_count=workers_per_process, processes=processes)
 
 
 def main(argv: Optional[List[str]] = None, prog: str = "python -m fastflow.run") -> int:

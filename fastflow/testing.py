@@ -311,7 +311,7 @@ def run_main(
     ``epoch_interval`` (default 10 s) is how often state is snapshotted when
     ``recovery_config`` is given.
     """
-    from fastflow._engine.worker import run_flow
+    from fastflow._engine.execute import run_flow
 
     run_flow(flow, epoch_interval=epoch_interval, recovery_config=recovery_config)
 
@@ -338,7 +338,7 @@ def cluster_main(
         )
     if proc_id != 0:
         raise ValueError(f"proc_id must be 0 in a one-process cluster; got {proc_id}")
-    from fastflow._engine.worker import run_flow
+    from fastflow._engine.execute import run_flow
 
     run_flow(
         flow,

@@ -377,9 +377,10 @@ BAD_INPUT = [
         "add one with `fastflow.operators.input`",
     ),
     (
-        ["run", "-w", "2", "-p", "3", "double.py"],
-        "-p 3 asked for, but only one process is supported so far; "
-        "leave -p out (use -w for several workers in this process)",
+        ["run", "-i", "0", "-a", "hosts.txt", "double.py"],
+        "-i/--process-id and -a/--addresses (one command per machine) are not supported: "
+        "run several processes on this machine with -p N; more than one machine is "
+        "meant to run on Ray",
     ),
     (
         ["run", "-r", "nodir", "double.py"],

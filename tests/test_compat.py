@@ -114,16 +114,17 @@ def test_a_module_fastflow_lacks_fails_with_a_clear_message(tmp_path: Path) -> N
     out = python(
         "import fastflow.compat\n"
         "try:\n"
-        "    import bytewax.connectors.kafka\n"
+        "    import bytewax.connectors.kafka.serde\n"
         "except ModuleNotFoundError as ex:\n"
         "    print(ex.name)\n"
         "    print(ex)\n",
         tmp_path,
     )
     assert out == (
-        "bytewax.connectors.kafka\n"
-        "No module named 'bytewax.connectors.kafka': Bytewax is not installed, so `bytewax` "
-        "imports are served by fastflow, which has no 'fastflow.connectors.kafka'\n"
+        "bytewax.connectors.kafka.serde\n"
+        "No module named 'bytewax.connectors.kafka.serde': Bytewax is not installed, so "
+        "`bytewax` imports are served by fastflow, which has no "
+        "'fastflow.connectors.kafka.serde'\n"
     )
 
 

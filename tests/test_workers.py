@@ -458,14 +458,3 @@ def test_the_command_line_runs_several_workers(
     assert {f"W{stable_hash(w) % workers}" for w in counts} == {f"W{i}" for i in range(workers)}
 
 
-def test_fastflow_run_still_refuses_several_processes(tmp_path, fastflow_command) -> None:
-    (tmp_path / "words.py").write_text(textwrap.dedent(WORDS))
-    proc = subprocess.run(
-        [*fastflow_command, "run", "-p", "2", "words.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )
-    assert (proc.returncode, proc.stdout) == (2, "")
-    assert proc.stderr == (
-        "fastflow run: error: -p 2 asked for, but only one process is supported so far; "
-        "leave -p out (use -w for several workers in this process)\n"
-    )

@@ -6,8 +6,10 @@ the batch a producer on any worker emits is split, and each part goes into the
 inbox of the consumer on the worker that must handle it (:class:`Exchange`).
 Keyed steps split by key owner (``stable_hash(key) % N``), ``redistribute``
 spreads items over all workers, a partitioned sink sends items to the worker
-owning their partition. Workers run in the same thread, so an exchange is a
-list append, like any other edge.
+owning their partition. Workers of one process run in the same thread, so an
+exchange between them is a list append, like any other edge; a part for a
+worker of another process goes to a :class:`RemoteSlot`, which queues it on the
+link to that process (``wire.py``, ``cluster.py``).
 """
 
 from __future__ import annotations
@@ -15,8 +17,56 @@ from __future__ import annotations
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from fastflow._engine.nodes import End, Node, Push
+from fastflow._engine.wire import Link
 
 Split = Callable[[List[Any]], List[List[Any]]]
+
+
+class RemoteInbox:
+    """Input ``port`` of a consumer on another process: appending sends the batch."""
+
+    def __init__(self, link: Link, step: int, port: int, worker: int) -> None:
+        self._link, self._step, self._port, self._worker = link, step, port, worker
+
+    def append(self, batch: List[Any]) -> None:
+        """Queue ``batch`` on the link to the consumer's process."""
+        self._link.send_batch(self._step, self._port, self._worker, batch)
+
+    def end(self) -> None:
+        """Tell the consumer that this process's producers into the port ended."""
+        self._link.send_end(self._step, self._port, self._worker)
+
+
+class RemoteSlot:
+    """Stands, in an exchange, for the node of plan step ``step`` on another process."""
+
+    def __init__(self, link: Link, step: int, worker: int, port_count: int) -> None:
+        self.inboxes = [RemoteInbox(link, step, port, worker) for port in range(port_count)]
+
+
+def port_end(consumer: Node | RemoteSlot, port: int) -> End:
+    """How an exchange ends ``consumer``'s input ``port``."""
+    if isinstance(consumer, RemoteSlot):
+        return consumer.inboxes[port].end
+    return consumer.upstream_ended
+
+
+class Countdown:
+    """Calls ``end`` at the ``count``-th call.
+
+    An exchanged port ends once the producers of every process ended: its own
+    exchange's end, and an END frame from each other process.
+    """
+
+    def __init__(self, count: int, end: End) -> None:
+        self._left = count
+        self._end = end
+
+    def __call__(self) -> None:
+        """One process's producers ended."""
+        self._left -= 1
+        if self._left == 0:
+            self._end()
 
 
 def nothing(_batch: Optional[List[Any]] = None) -> None:
@@ -51,14 +101,23 @@ def fan_out(outs: Sequence[Tuple[Push, End]]) -> Tuple[Push, End]:
 class Exchange:
     """An edge into one step on every worker: ``split`` says which worker gets what.
 
-    Every worker's producer emits into :meth:`emit` and calls :meth:`end` once;
-    the consumers' upstream ends when all producers ended.
+    ``consumers`` has one entry per worker of the run (a :class:`RemoteSlot` for a
+    worker of another process); ``ends`` how each consumer's port is ended. Each of
+    this process's ``producers`` emits into :meth:`emit` and calls :meth:`end` once;
+    when all have, every consumer's port is told.
     """
 
-    def __init__(self, consumers: Sequence[Node], port: int, split: Split) -> None:
+    def __init__(
+        self,
+        consumers: Sequence[Node | RemoteSlot],
+        port: int,
+        split: Split,
+        producers: int,
+        ends: Sequence[End],
+    ) -> None:
         self._inboxes = [node.inboxes[port] for node in consumers]
-        self._ends = [node.upstream_ended for node in consumers]
-        self._open = len(consumers)
+        self._ends = ends
+        self._open = producers
         self._split = split
 
     def emit(self, batch: List[Any]) -> None:

@@ -75,6 +75,11 @@ class Node:
         """Handle one non-empty batch from an upstream."""
         raise NotImplementedError
 
+    @property
+    def ended(self) -> bool:
+        """Whether this node has finished: all its upstreams ended and it flushed."""
+        return self._ended
+
     def upstream_ended(self) -> None:
         """One upstream reached end of input (this node finishes in its next turn)."""
         self._open_ups -= 1

@@ -15,13 +15,11 @@ have ended, the last epoch is closed the same way and the run is over.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from fastflow._cext.routing import split_by_worker, split_dict
-from fastflow._engine.committer import EpochCommitter
 from fastflow._engine.exchange import Exchange, RoundRobin, Split, fan_out, local, nothing
 from fastflow._engine.io import InputNode, OutputNode, output_node
 from fastflow._engine.nodes import (
@@ -36,16 +34,10 @@ from fastflow._engine.nodes import (
     StatefulNode,
     stateful_node,
 )
-from fastflow._engine.plan import CoreStep, flatten
-from fastflow._engine.snapshot import Recorded, Resume, encode_epoch, load_resume
-from fastflow._engine.store import RecoveryStore
-from fastflow.dataflow import Dataflow
+from fastflow._engine.plan import CoreStep
+from fastflow._engine.snapshot import Recorded, Resume
 from fastflow.inputs import AbortExecution
 from fastflow.outputs import FixedPartitionedSink
-from fastflow.recovery import RecoveryConfig
-
-DEFAULT_EPOCH_INTERVAL = timedelta(seconds=10)
-_SMALLEST_EPOCH = timedelta(microseconds=1)
 
 # How long to wait before polling again a partition that returned nothing
 # without saying when to come back: long enough not to spin a core.
@@ -110,9 +102,9 @@ class Worker:
         return [(index, node) for node in (*self.inputs, *self.stateful, *self.outputs)]
 
 
-def _split(step: CoreStep, nodes: Sequence[Node]) -> Optional[Split]:
-    """How batches into ``step`` are shared out among its workers (``None``: kept local)."""
-    count, step_id = len(nodes), step.step_id
+def _split(step: CoreStep, local_nodes: Sequence[Node], count: int) -> Optional[Split]:
+    """How batches into ``step`` are shared out among its ``count`` workers (``None``: local)."""
+    step_id = step.step_id
     if count == 1:
         return None
     if step.kind == "stateful_batch":
@@ -120,16 +112,33 @@ def _split(step: CoreStep, nodes: Sequence[Node]) -> Optional[Split]:
     if step.kind == "redistribute":
         return RoundRobin(count)
     if step.kind == "output" and isinstance(step.args["sink"], FixedPartitionedSink):
-        return nodes[0].split_by_owner  # type: ignore[attr-defined, no-any-return]
+        return local_nodes[0].split_by_owner  # type: ignore[attr-defined, no-any-return]
     return None
 
 
-def _edge(step: CoreStep, nodes: Sequence[Node], port: int) -> Edge:
-    """The input ``port`` of ``step``, as each worker's producers see it."""
-    split = _split(step, nodes)
+def _edge(
+    step: CoreStep,
+    index: int,
+    local_nodes: Sequence[Node],
+    first: int,
+    port: int,
+    peers: Optional[Peers],
+) -> Edge:
+    """The input ``port`` of plan step ``index``, as each local worker's producers see it.
+
+    ``local_nodes`` are the step's nodes on this process's workers ``first``, ``first + 1``...
+    """
+    count = len(local_nodes) if peers is None else peers.worker_count
+    split = _split(step, local_nodes, count)
     if split is None:
-        return lambda worker: local(nodes[worker], port)
-    exchange = Exchange(nodes, port, split)
+        return lambda worker: local(local_nodes[worker - first], port)
+    if peers is None:
+        exchange = Exchange(local_nodes, port, split, len(local_nodes),
+                            [node.upstream_ended for node in local_nodes])
+    else:
+        slots = peers.slots(index, local_nodes, len(step.ups))
+        ends = [peers.port_end(index, port, slot) for slot in slots]
+        exchange = Exchange(slots, port, split, len(local_nodes), ends)
     return lambda _worker: (exchange.emit, exchange.end)
 
 
@@ -146,27 +155,38 @@ def _share(step: CoreStep, resume: Resume, count: int) -> List[Dict[str, Any]]:
 
 
 def _build(
-    plan: List[CoreStep], workers: List[Worker], resume: Resume, recording: bool
+    plan: List[CoreStep],
+    workers: List[Worker],
+    resume: Resume,
+    recording: bool,
+    peers: Optional[Peers] = None,
 ) -> None:
-    """Build every worker's nodes, from the last step back to the first.
+    """Build the local workers' nodes, from the last step back to the first.
 
     So every producer is handed its consumers' inboxes (on its own worker, or
-    an exchange into every worker's).
+    an exchange into every worker's, some of them on other processes).
     """
+    count = len(workers) if peers is None else peers.worker_count
+    first = workers[0].clock.worker_index
     consumers: Dict[str, List[Edge]] = {}
-    for step in reversed(plan):
-        shares = _share(step, resume, len(workers))
+    for index in reversed(range(len(plan))):
+        step = plan[index]
+        shares = _share(step, resume, count)
         built = []
-        for index, worker in enumerate(workers):
+        for worker in workers:
+            at = worker.clock.worker_index
             ports = {
-                port: fan_out([edge(index) for edge in consumers.get(stream, [])])
+                port: fan_out([edge(at) for edge in consumers.get(stream, [])])
                 for port, stream in step.downs.items()
             }
-            built.append(worker.build(step, ports, shares[index], recording))
+            built.append(worker.build(step, ports, shares[at], recording))
         nodes = [node for node in built if node is not None]
         if nodes:
+            if peers is not None:
+                peers.register(index, nodes)
             for port, stream_id in enumerate(step.ups):
-                consumers.setdefault(stream_id, []).insert(0, _edge(step, nodes, port))
+                edge = _edge(step, index, nodes, first, port, peers)
+                consumers.setdefault(stream_id, []).insert(0, edge)
     for worker in workers:
         for built_backwards in (worker.nodes, worker.inputs, worker.outputs, worker.stateful):
             built_backwards.reverse()  # back into plan order
@@ -177,10 +197,44 @@ def _by_position(lists: Sequence[List[Any]]) -> List[Any]:
     return [node for group in zip(*lists, strict=True) for node in group]
 
 
+class Peers(Protocol):
+    """The other processes of a run, as the build of this process's nodes sees them."""
+
+    worker_count: int
+    """Workers of the whole run, all processes."""
+
+    def slots(self, step: int, local_nodes: Sequence[Node], port_count: int) -> List[Any]:
+        """Plan step ``step``'s consumer on every worker of the run: local nodes, remote slots."""
+        ...
+
+    def port_end(self, step: int, port: int, slot: Any) -> End:
+        """How this process's exchange into ``slot``'s ``port`` ends it."""
+        ...
+
+    def register(self, step: int, local_nodes: Sequence[Node]) -> None:
+        """Plan step ``step``'s nodes on this process's workers, for batches from others."""
+        ...
+
+
+class Pacer(Protocol):
+    """What drives the rounds: when sources are read, when epochs close, when it ends."""
+
+    def before_round(self, workers: Workers) -> bool:
+        """Take what arrived from elsewhere; return whether sources may be read this round."""
+        ...
+
+    def after_round(
+        self, workers: Workers, worked: bool, live: List[InputNode], timed: List[StatefulNode]
+    ) -> bool:
+        """Close epochs, wait when idle; return True when the run is over."""
+        ...
+
+
 class Workers:
     """The workers of this process, run round by round in this thread.
 
-    The run ends when every input of every worker has ended.
+    With one process they are all the run's workers; with several (``cluster.py``),
+    workers ``first`` to ``first + count - 1`` of ``worker_count``.
     """
 
     def __init__(
@@ -188,31 +242,42 @@ class Workers:
         plan: List[CoreStep],
         worker_count: int,
         epoch: int,
-        epoch_interval: timedelta,
         resume: Resume,
         recording: bool,
+        first: int = 0,
+        count: Optional[int] = None,
+        peers: Optional[Peers] = None,
     ) -> None:
-        self._interval = epoch_interval.total_seconds()
-        self.workers = [Worker(Clock(epoch, i, worker_count)) for i in range(worker_count)]
-        _build(plan, self.workers, resume, recording)
+        local = range(first, first + (worker_count if count is None else count))
+        self.workers = [Worker(Clock(epoch, i, worker_count)) for i in local]
+        _build(plan, self.workers, resume, recording, peers)
         self.inputs: List[InputNode] = _by_position([w.inputs for w in self.workers])
         self.outputs: List[OutputNode] = _by_position([w.outputs for w in self.workers])
         self.stateful: List[StatefulNode] = _by_position([w.stateful for w in self.workers])
         self.nodes: List[Node] = _by_position([w.nodes for w in self.workers])
 
-    def run(self, commit: Optional[Commit]) -> None:
-        """Run until all inputs end (or one aborts); ``commit`` stores each closed epoch."""
-        interval = self._interval
-        deadline = time.monotonic() + interval
+    @property
+    def epoch(self) -> int:
+        """The epoch the workers are in."""
+        return self.workers[0].clock.epoch
+
+    @property
+    def ended(self) -> bool:
+        """Whether every node of every local worker has ended (nothing more can happen)."""
+        return all(node.ended for node in self.nodes) and not any(n.live for n in self.inputs)
+
+    def run(self, pacer: Pacer) -> None:
+        """Run rounds until ``pacer`` says the run is over (or an input aborts)."""
         live = [node for node in self.inputs if node.live]
         nodes = self.nodes
         timed = [node for node in self.stateful if node.notifies]
         try:
             while True:
                 worked = False
-                for node in live:
-                    worked |= node.poll(None)
-                live = [node for node in live if node.live]
+                if pacer.before_round(self):
+                    for node in live:
+                        worked |= node.poll(None)
+                    live = [node for node in live if node.live]
                 due = self._due(timed) if timed else None
                 if due:
                     for step in nodes:
@@ -220,14 +285,8 @@ class Workers:
                 else:
                     for step in nodes:
                         step.run()
-                if not live:
+                if pacer.after_round(self, worked, live, timed):
                     break
-                if time.monotonic() >= deadline:
-                    self._close_epoch(commit, last=False)
-                    deadline = time.monotonic() + interval
-                if not worked:
-                    self._sleep(live, timed, deadline)
-            self._close_epoch(commit, last=True)
         except AbortExecution:
             return
         finally:
@@ -258,63 +317,62 @@ class Workers:
             node.notify(now)
             node.run()
 
-    def _close_epoch(self, commit: Optional[Commit], *, last: bool) -> None:
-        """Close the epoch on every worker together (the aligned barrier is the round's end)."""
+    def close_epoch(self) -> List[Tuple[int, Recorded]]:
+        """End the epoch on every local worker; return what changed in it, to snapshot."""
         now = time.time()
         for node in self.stateful:
             node.expire(now)  # keys idle for their step's ttl become deletions (see ttl.py)
-        if commit is not None:
-            recorded = [entry for worker in self.workers for entry in worker.recorded()]
-            commit(self.workers[0].clock.epoch, recorded, last)
+        recorded = [entry for worker in self.workers for entry in worker.recorded()]
         for worker in self.workers:
             worker.clock.epoch += 1
+        return recorded
 
-    def _sleep(self, live: List[InputNode], timed: List[StatefulNode], deadline: float) -> None:
-        """Wait for the first thing that can happen: a poll, a notification or the epoch end."""
+    def next_wake(self, live: List[InputNode], timed: List[StatefulNode]) -> Optional[float]:
+        """Seconds until a partition or a notification is due (``None``: nothing is)."""
         wakes = [w for w in (n.next_wake() for n in live) if w is not None]
         wakes += [w for w in (n.next_notify() for n in timed) if w is not None]
-        wait = deadline - time.monotonic()
+        wait = None
         if wakes:
-            wait = min(wait, (min(wakes) - datetime.now(timezone.utc)).total_seconds())
+            wait = (min(wakes) - datetime.now(timezone.utc)).total_seconds()
         if any(node.idle_poll for node in live):
-            wait = min(wait, _IDLE_POLL_SECONDS)
-        if wait > 0:
-            time.sleep(wait)
+            wait = _IDLE_POLL_SECONDS if wait is None else min(wait, _IDLE_POLL_SECONDS)
+        return wait
 
 
-def run_flow(
-    flow: Dataflow,
-    *,
-    epoch_interval: Optional[timedelta] = None,
-    recovery_config: Optional[RecoveryConfig] = None,
-    worker_count: int = 1,
-) -> None:
-    """Run ``flow`` with ``worker_count`` workers in this thread (behind ``run_main``)."""
-    interval = DEFAULT_EPOCH_INTERVAL if epoch_interval is None else epoch_interval
-    if interval < timedelta(0):
-        raise ValueError(f"epoch_interval must not be negative; got {interval}")
-    if isinstance(worker_count, bool) or not isinstance(worker_count, int) or worker_count < 1:
-        raise ValueError(f"worker_count must be a whole number >= 1; got {worker_count!r}")
-    plan = flatten(flow)
-    if recovery_config is None:
-        Workers(plan, worker_count, 1, interval, {}, recording=False).run(None)
-        return
-    backup = recovery_config.backup_interval or timedelta(0)
-    # With a zero interval every round is an epoch; count the window in 1 µs epochs.
-    backup_epochs = math.ceil(backup / max(interval, _SMALLEST_EPOCH))
-    with RecoveryStore.open(recovery_config.db_dir) as store:
-        start = store.start_execution(worker_count=worker_count)
-        resume = load_resume(store, start.epoch)
-        committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
-        try:
-            committer.compact()  # what the last run left, while this one starts
-            workers = Workers(plan, worker_count, start.epoch, interval, resume, recording=True)
+class LocalPacer:
+    """One process: epochs close by the clock; the run ends with its inputs."""
 
-            def commit(epoch: int, recorded: List[Tuple[int, Recorded]], last: bool) -> None:
-                changes = encode_epoch(recorded, store.part_count)
-                committer.commit(epoch, changes, last=last)
+    def __init__(self, interval: timedelta, commit: Optional[Commit]) -> None:
+        self._interval = interval.total_seconds()
+        self._deadline = time.monotonic() + self._interval
+        self._commit = commit
 
-            workers.run(commit)
-            committer.wait()
-        finally:
-            committer.close()
+    def before_round(self, workers: Workers) -> bool:
+        """Sources are always read."""
+        return True
+
+    def after_round(
+        self, workers: Workers, worked: bool, live: List[InputNode], timed: List[StatefulNode]
+    ) -> bool:
+        """Close the epoch when its time has come, or for good when all inputs ended."""
+        if not live:
+            self._close(workers, last=True)
+            return True
+        if time.monotonic() >= self._deadline:
+            self._close(workers, last=False)
+            self._deadline = time.monotonic() + self._interval
+        if not worked:
+            wait = self._deadline - time.monotonic()
+            wake = workers.next_wake(live, timed)
+            if wake is not None:
+                wait = min(wait, wake)
+            if wait > 0:
+                time.sleep(wait)
+        return False
+
+    def _close(self, workers: Workers, *, last: bool) -> None:
+        """Close the epoch on every worker together (the aligned barrier is the round's end)."""
+        epoch = workers.epoch
+        recorded = workers.close_epoch()
+        if self._commit is not None:
+            self._commit(epoch, recorded, last)

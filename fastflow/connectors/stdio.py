@@ -24,8 +24,8 @@ __all__ = ["StdInSource", "StdOutSink"]
 class _PrintPartition(StatelessSinkPartition[Any]):
     def write_batch(self, items: List[Any]) -> None:
         out = sys.stdout
-        out.write("\n".join(map(str, items)))
-        out.write("\n")
+        # One write of whole lines: processes sharing stdout (-p N) never split a line.
+        out.write("\n".join(map(str, items)) + "\n")
         out.flush()
 
 

@@ -1,0 +1,67 @@
+"""Running a flow: in this process, or on several (behind ``run_main`` and ``fastflow run``).
+
+Why a module of its own: it is the one place that puts the pieces together: the plan
+(``plan.py``), the recovery store and its committer, and either this process's workers
+(``worker.py``) or a coordinator of worker processes (``cluster.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from fastflow._engine.cluster import run_processes
+from fastflow._engine.committer import EpochCommitter
+from fastflow._engine.plan import flatten
+from fastflow._engine.snapshot import Recorded, encode_epoch, load_resume
+from fastflow._engine.store import RecoveryStore
+from fastflow._engine.worker import LocalPacer, Workers
+from fastflow.dataflow import Dataflow
+from fastflow.recovery import RecoveryConfig
+
+DEFAULT_EPOCH_INTERVAL = timedelta(seconds=10)
+
+
+def run_flow(
+    flow: Dataflow,
+    *,
+    epoch_interval: timedelta | None = None,
+    recovery_config: RecoveryConfig | None = None,
+    worker_count: int = 1,
+    processes: int = 1,
+) -> None:
+    """Run ``flow``: ``processes`` processes of ``worker_count`` workers each."""
+    interval = DEFAULT_EPOCH_INTERVAL if epoch_interval is None else epoch_interval
+    if interval < timedelta(0):
+        raise ValueError(f"epoch_interval must not be negative; got {interval}")
+    for name, value in (("worker_count", worker_count), ("processes", processes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1; got {value!r}")
+    plan = flatten(flow)
+    if recovery_config is None:
+        if processes > 1:
+            run_processes(plan, processes, worker_count, interval, None, 0)
+        else:
+            Workers(plan, worker_count, 1, {}, recording=False).run(LocalPacer(interval, None))
+        return
+    backup = recovery_config.backup_interval or timedelta(0)
+    # With a zero interval every round is an epoch; count the window in 1 µs epochs.
+    backup_epochs = math.ceil(backup / max(interval, timedelta(microseconds=1)))
+    with RecoveryStore.open(recovery_config.db_dir) as store:
+        if processes > 1:
+            run_processes(plan, processes, worker_count, interval, store, backup_epochs)
+            return
+        start = store.start_execution(worker_count=worker_count)
+        resume = load_resume(store, start.epoch)
+        committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
+        try:
+            committer.compact()  # what the last run left, while this one starts
+            workers = Workers(plan, worker_count, start.epoch, resume, recording=True)
+
+            def commit(epoch: int, recorded: list[tuple[int, Recorded]], last: bool) -> None:
+                committer.commit(epoch, encode_epoch(recorded, store.part_count), last=last)
+
+            workers.run(LocalPacer(interval, commit))
+            committer.wait()
+        finally:
+            committer.close()

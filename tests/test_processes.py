@@ -1,0 +1,280 @@
+"""Several processes (`fastflow run -p N`): same results, aligned recovery, loud failures.
+
+Every test drives the real `fastflow` command (or `cli_main`) and real forked processes.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from _stores import stored_state
+
+from fastflow.run import cli_main
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOWS = sorted((ROOT / "tests" / "flows").glob("*.py")) + sorted((ROOT / "examples").glob("*.py"))
+FASTFLOW = shutil.which("fastflow", path=str(Path(sys.executable).parent))
+
+# Flows whose output depends on how items are batched or timed, which processes change.
+BATCHING_DEPENDENT = {
+    "stateful_batch_order": "prints each batch a key receives; processes batch differently",
+    "stateful_notify_order": "prints what arrived before a timer fired; that depends on timing",
+    "raising": "its error line names the failed process (tested below)",
+}
+
+
+def fastflow(*args: object, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FASTFLOW, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def children_of(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in found.stdout.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "State:\tZ" not in status.read_text()
+
+
+@pytest.mark.parametrize(
+    "flow_file",
+    [pytest.param(f, id=f.stem) for f in FLOWS if f.stem not in BATCHING_DEPENDENT],
+)
+def test_every_flow_gives_the_same_output_on_any_number_of_processes(
+    flow_file: Path, tmp_path: Path
+) -> None:
+    shutil.copy(flow_file, tmp_path / "flow.py")
+    text = (tmp_path / "flow.py").read_text().replace("bytewax", "fastflow")
+    (tmp_path / "flow.py").write_text(text)
+    if (flow_file.parent / "data").is_dir():
+        shutil.copytree(flow_file.parent / "data", tmp_path / "data")
+    runs = {}
+    for args in (["-p", "1"], ["-p", "2"], ["-p", "3", "-w", "2"]):
+        for out in tmp_path.glob("*.out"):
+            out.unlink()
+        proc = fastflow("run", "flow.py", *args, cwd=tmp_path)
+        files = {p.name: sorted(p.read_text().splitlines()) for p in tmp_path.glob("*.out")}
+        runs[" ".join(args)] = (proc.returncode, sorted(proc.stdout.splitlines()), files)
+    assert runs["-p 2"] == runs["-p 1"]
+    assert runs["-p 3 -w 2"] == runs["-p 1"]
+
+
+SLOW_KEYED = """
+import time
+import fastflow.operators as op
+from fastflow.connectors.files import FileSink
+from fastflow.dataflow import Dataflow
+from fastflow.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+N, DELAY = {n}, {delay}
+
+
+class Part(StatefulSourcePartition):
+    def __init__(self, index, resume):
+        self.index, self.at = index, resume or 0
+
+    def next_batch(self):
+        if self.at >= N:
+            raise StopIteration()
+        {fail}
+        time.sleep(DELAY)
+        batch = [self.index * 1_000_000 + i for i in range(self.at, min(self.at + 10, N))]
+        self.at += len(batch)
+        return batch
+
+    def snapshot(self):
+        return self.at
+
+
+class Numbers(FixedPartitionedSource):
+    def list_parts(self):
+        return ["0", "1", "2", "3"]
+
+    def build_part(self, step_id, key, resume):
+        return Part(int(key), resume)
+
+
+flow = Dataflow("slow")
+nums = op.input("inp", flow, Numbers())
+sums = op.stateful_map("sum", op.key_on("key", nums, lambda i: f"k{{i % 13}}"),
+                       lambda acc, i: ((acc or 0) + i, (acc or 0) + i))
+op.output("out", op.map("fmt", sums, lambda kv: (kv[0], f"{{kv[0]}} {{kv[1]}}")),
+          FileSink("{out}"))
+"""
+
+
+def expected_sums(n: int) -> dict[str, int]:
+    sums: dict[str, int] = {}
+    for i in (index * 1_000_000 + at for index in range(4) for at in range(n)):
+        sums[f"k{i % 13}"] = sums.get(f"k{i % 13}", 0) + i
+    return sums
+
+
+def write_flow(tmp_path: Path, n: int = 300, delay: float = 0.0, fail: str = "") -> None:
+    (tmp_path / "flow.py").write_text(SLOW_KEYED.format(
+        n=n, delay=delay, fail=fail, out=tmp_path / "sums.out"
+    ))
+
+
+def last_totals(out: Path) -> dict[str, int]:
+    last: dict[str, int] = {}
+    for line in out.read_text().splitlines():
+        key, total = line.split()
+        last[key] = int(total)
+    return last
+
+
+@pytest.mark.parametrize("resume_processes", [1, 3])
+def test_sigkill_of_one_process_then_resume_on_another_count(
+    tmp_path: Path, resume_processes: int
+) -> None:
+    n = 2000  # 200 batches of 10 ms per partition: about 2 s
+    write_flow(tmp_path, n=n, delay=0.01)
+    assert fastflow("init-recovery", "db", "2", cwd=tmp_path).returncode == 0
+    run = [FASTFLOW, "run", "flow.py", "-p", "2", "-w", "2", "-r", "db", "-s", "0.05"]
+    proc = subprocess.Popen(run, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        workers = children_of(proc.pid)
+        assert len(workers) == 2
+        os.kill(workers[1], signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1
+    assert err.strip().splitlines()[-1] == (
+        "fastflow run: error: process 1 of 2 was killed by signal SIGKILL"
+    )
+    assert not any(alive(pid) for pid in workers)
+    state = stored_state(tmp_path / "db", "slow.sum.stateful_batch")
+    assert state and state != expected_sums(n)  # some epochs were committed, not all
+    resumed = fastflow("run", "flow.py", "-p", resume_processes, "-r", "db", "-s", "0.05",
+                       cwd=tmp_path)
+    assert (resumed.returncode, resumed.stderr) == (0, "")
+    assert stored_state(tmp_path / "db", "slow.sum.stateful_batch") == expected_sums(n)
+    # The FileSink cut its file back to the resumed snapshot: the last line per key is exact.
+    assert last_totals(tmp_path / "sums.out") == expected_sums(n)
+
+
+def test_a_store_written_by_processes_resumes_in_one_and_back(tmp_path: Path) -> None:
+    write_flow(tmp_path, n=100)
+    assert fastflow("init-recovery", "db", "3", cwd=tmp_path).returncode == 0
+    first = fastflow("run", "flow.py", "-p", "2", "-w", "2", "-r", "db", cwd=tmp_path)
+    assert (first.returncode, first.stderr) == (0, "")
+    assert stored_state(tmp_path / "db", "slow.sum.stateful_batch") == expected_sums(100)
+    write_flow(tmp_path, n=200)  # more input in every partition: resumes after the first 100
+    again = fastflow("run", "flow.py", "-r", "db", cwd=tmp_path)
+    assert (again.returncode, again.stderr) == (0, "")
+    assert stored_state(tmp_path / "db", "slow.sum.stateful_batch") == expected_sums(200)
+    write_flow(tmp_path, n=300)
+    third = fastflow("run", "flow.py", "-p", "3", "-r", "db", cwd=tmp_path)
+    assert (third.returncode, third.stderr) == (0, "")
+    assert stored_state(tmp_path / "db", "slow.sum.stateful_batch") == expected_sums(300)
+
+
+def test_a_user_exception_in_one_process_fails_the_run_once(tmp_path: Path) -> None:
+    # Only partition 2's reader raises: it runs on one worker of one process.
+    write_flow(tmp_path, n=100, fail="if self.index == 2 and self.at >= 50: 1 / 0")
+    proc = fastflow("run", "flow.py", "-p", "2", "-w", "2", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.count("Traceback (most recent call last)") == 1
+    assert "1 / 0" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == (
+        "fastflow run: error: process 1 of 2 failed: error calling `next_batch` in step "
+        "'slow.inp': ZeroDivisionError: division by zero"
+    )
+
+
+def test_ctrl_c_stops_every_process_with_exit_code_130(tmp_path: Path) -> None:
+    write_flow(tmp_path, n=10_000, delay=0.01)
+    proc = subprocess.Popen([FASTFLOW, "run", "flow.py", "-p", "2"], cwd=tmp_path,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        time.sleep(1.0)
+        workers = children_of(proc.pid)
+        assert len(workers) == 2
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends to the whole group
+        proc.wait(timeout=10)
+        assert proc.stderr is not None
+        assert proc.stderr.read() == "fastflow run: interrupted\n"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert not any(alive(pid) for pid in workers)
+
+
+def test_workers_die_with_a_killed_coordinator(tmp_path: Path) -> None:
+    write_flow(tmp_path, n=10_000, delay=0.01)
+    proc = subprocess.Popen([FASTFLOW, "run", "flow.py", "-p", "2"], cwd=tmp_path,
+                            stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        workers = children_of(proc.pid)
+        assert len(workers) == 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(pid) for pid in workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_main_runs_several_processes_from_python(tmp_path: Path) -> None:
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent("""
+        import fastflow.operators as op
+        from fastflow.connectors.stdio import StdOutSink
+        from fastflow.dataflow import Dataflow
+        from fastflow.run import cli_main
+        from fastflow.testing import TestingSource
+
+        flow = Dataflow("py")
+        keyed = op.key_on("k", op.input("inp", flow, TestingSource(range(1000))),
+                          lambda i: str(i % 4))
+        op.output("out", op.fold_final("sum", keyed, lambda: 0, lambda a, i: a + i),
+                  StdOutSink())
+        if __name__ == "__main__":
+            cli_main(flow, processes=2, workers_per_process=2)
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    totals = dict(ast.literal_eval(line) for line in proc.stdout.splitlines())
+    assert totals == {str(k): sum(i for i in range(1000) if i % 4 == k) for k in range(4)}
+
+
+def test_cli_main_rejects_a_bad_process_count() -> None:
+    import fastflow.operators as op
+    from fastflow.dataflow import Dataflow
+    from fastflow.testing import TestingSink, TestingSource
+
+    flow = Dataflow("bad")
+    op.output("out", op.input("inp", flow, TestingSource([1])), TestingSink([]))
+    with pytest.raises(ValueError, match="processes must be a whole number >= 1; got 0"):
+        cli_main(flow, processes=0)
