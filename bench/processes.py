@@ -5,7 +5,7 @@ Run through ``scripts/bench --processes`` (Bytewax from ``.bench-venv``), or dir
     python bench/processes.py [--bytewax-python .bench-venv/bin/python] [--rounds 5]
 
 Each measurement is the wall time of the whole command (``fastflow run flow.py -p N``,
-``python -m bytewax.run flow.py -p N``), start-up included, on one flow file written for
+``python -m bytewax.testing flow.py -p N``, Bytewax's way to run N local processes), start-up included, on one flow file written for
 both engines: a 4-partition source, an optional CPU-bound map (``--work`` rounds of
 SHA-256 per item, ~0.4 µs each), a key per item out of 100k keys, a running sum per key,
 and a sink that drops everything. Rounds alternate the order of the commands; the table
@@ -90,7 +90,7 @@ def command(engine: str, python: str, processes: int) -> list[str]:
     if engine == "fastflow":
         fastflow = Path(sys.executable).parent / "fastflow"
         return [str(fastflow), "run", "flow.py", "-p", str(processes)]
-    return [python, "-m", "bytewax.run", "flow.py", "-p", str(processes)]
+    return [python, "-m", "bytewax.testing", "flow.py", "-p", str(processes)]
 
 
 def main() -> None:
