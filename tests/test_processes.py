@@ -139,9 +139,11 @@ def last_totals(out: Path) -> dict[str, int]:
     return last
 
 
-@pytest.mark.parametrize("resume_processes", [1, 3])
+@pytest.mark.parametrize(
+    "kill_after, victim, resume_processes", [(0.5, 1, 1), (1.0, 0, 3), (1.5, 1, 3)]
+)
 def test_sigkill_of_one_process_then_resume_on_another_count(
-    tmp_path: Path, resume_processes: int
+    tmp_path: Path, kill_after: float, victim: int, resume_processes: int
 ) -> None:
     n = 2000  # 200 batches of 10 ms per partition: about 2 s
     write_flow(tmp_path, n=n, delay=0.01)
@@ -149,10 +151,10 @@ def test_sigkill_of_one_process_then_resume_on_another_count(
     run = [FASTFLOW, "run", "flow.py", "-p", "2", "-w", "2", "-r", "db", "-s", "0.05"]
     proc = subprocess.Popen(run, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.0)
-        workers = children_of(proc.pid)
+        time.sleep(kill_after)
+        workers = sorted(children_of(proc.pid))  # forked in order: process 0 first
         assert len(workers) == 2
-        os.kill(workers[1], signal.SIGKILL)
+        os.kill(workers[victim], signal.SIGKILL)
         proc.wait(timeout=10)
         assert proc.stderr is not None
         err = proc.stderr.read()
@@ -162,7 +164,7 @@ def test_sigkill_of_one_process_then_resume_on_another_count(
             proc.wait()
     assert proc.returncode == 1
     assert err.strip().splitlines()[-1] == (
-        "fastflow run: error: process 1 of 2 was killed by signal SIGKILL"
+        f"fastflow run: error: process {victim} of 2 was killed by signal SIGKILL"
     )
     assert not any(alive(pid) for pid in workers)
     state = stored_state(tmp_path / "db", "slow.sum.stateful_batch")
