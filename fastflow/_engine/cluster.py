@@ -37,7 +37,7 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Protocol
 
 from fastflow._engine.committer import EpochCommitter
 from fastflow._engine.exchange import Countdown, RemoteSlot, port_end
@@ -241,28 +241,52 @@ def _process_main(
             os._exit(code)  # no finalizers: the store's connections belong to the coordinator
 
 
-class Coordinator:
-    """Starts the worker processes, paces epochs, commits them, and watches for failures."""
+class ProcessGroup(Protocol):
+    """Worker processes as the coordinator sees them, however they were started."""
+
+    controls: list[Connection]
+    """The coordinator's end of each process's control channel, by process index."""
+
+    def sentinels(self) -> list[Any]:
+        """Objects ``multiprocessing.connection.wait`` reports ready when a process ends."""
+        ...
+
+    def failure(self) -> ProcessFailed | None:
+        """A process that ended before it was told to, as an error; None while all run."""
+        ...
+
+    def describe(self, process: int) -> ProcessFailed:
+        """Why ``process``'s control channel closed: how it died."""
+        ...
+
+    def kill(self) -> None:
+        """Stop every process now."""
+        ...
+
+    def join(self) -> None:
+        """Wait until every process has exited (after they were told to stop)."""
+        ...
+
+
+class ForkedProcesses:
+    """Worker processes forked from this one, connected by a mesh of Unix socket pairs."""
 
     def __init__(
         self,
         plan: list[CoreStep],
         processes: int,
         per_process: int,
-        interval: timedelta,
         epoch: int,
         resume: Resume,
-        committer: EpochCommitter | None,
+        recording: bool,
         part_count: int,
     ) -> None:
+        """Fork ``processes`` processes of ``per_process`` workers each."""
         self._processes = processes
-        self._interval = interval.total_seconds()
-        self._epoch = epoch
-        self._committer = committer
         context = multiprocessing.get_context("fork")
         pairs = {(a, b): socket.socketpair() for a in range(processes)
                  for b in range(a + 1, processes)}
-        self._controls: list[Connection] = []
+        self.controls: list[Connection] = []
         self._procs: list[Any] = []
         for p in range(processes):
             mine = {}
@@ -274,26 +298,81 @@ class Coordinator:
             ours, theirs = context.Pipe()
             proc = context.Process(
                 target=_process_main, name=f"fastflow-{p}",
-                args=(p, processes, per_process, plan, epoch, resume, committer is not None,
+                args=(p, processes, per_process, plan, epoch, resume, recording,
                       part_count, theirs, mine),
             )
             proc.start()
             theirs.close()
-            self._controls.append(ours)
+            self.controls.append(ours)
             self._procs.append(proc)
         for sa, sb in pairs.values():
             sa.close()
             sb.close()
+
+    def sentinels(self) -> list[Any]:
+        """The processes' sentinels."""
+        return [proc.sentinel for proc in self._procs]
+
+    def failure(self) -> ProcessFailed | None:
+        """The first process that exited with an error, if any."""
+        for p, proc in enumerate(self._procs):
+            if proc.exitcode is not None and proc.exitcode != 0:
+                return self.describe(p)
+        return None
+
+    def describe(self, process: int) -> ProcessFailed:
+        """How ``process`` ended, from its exit code."""
+        proc = self._procs[process]
+        proc.join(timeout=5)
+        exitcode = proc.exitcode
+        if exitcode is not None and exitcode < 0:
+            how = f"was killed by signal {signal.Signals(-exitcode).name}"
+        elif exitcode is None:
+            how = "stopped answering"
+        else:
+            how = f"exited with code {exitcode}"
+        return ProcessFailed(f"process {process} of {self._processes} {how}")
+
+    def kill(self) -> None:
+        """SIGKILL every process still running, and reap them."""
+        for proc in self._procs:
+            if proc.exitcode is None:
+                proc.kill()
+        for proc in self._procs:
+            proc.join(timeout=5)
+
+    def join(self) -> None:
+        """Reap every process."""
+        for proc in self._procs:
+            proc.join()
+
+
+class Coordinator:
+    """Paces the epochs of a group of worker processes, commits them, and watches for failures."""
+
+    def __init__(
+        self,
+        group: ProcessGroup,
+        interval: timedelta,
+        epoch: int,
+        committer: EpochCommitter | None,
+    ) -> None:
+        """Coordinate ``group``, whose processes start at ``epoch``."""
+        self._group = group
+        self._controls = group.controls
+        self._processes = len(group.controls)
+        self._interval = interval.total_seconds()
+        self._epoch = epoch
+        self._committer = committer
 
     def run(self) -> None:
         """Coordinate until every process finished; raise :class:`ProcessFailed` if one fails."""
         try:
             self._coordinate()
         except BaseException:
-            self._kill_all()
+            self._group.kill()
             raise
-        for proc in self._procs:
-            proc.join()
+        self._group.join()
 
     def _coordinate(self) -> None:
         done: set[int] = set()
@@ -311,7 +390,7 @@ class Coordinator:
             timeout = None if closing is not None else max(0.0, deadline - time.monotonic())
             if self._committer is None and closing is None:
                 timeout = None
-            ready = wait([*self._controls, *(p.sentinel for p in self._procs)], timeout)
+            ready = wait([*self._controls, *self._group.sentinels()], timeout)
             for source in ready:
                 if not isinstance(source, Connection):
                     continue
@@ -322,10 +401,11 @@ class Coordinator:
                     done.add(process)
                 elif closing is not None and kind in ("idle", "confirmed", "changes"):
                     closing = self._advance(closing, process, message)
-            for p, proc in enumerate(self._procs):
-                if proc.exitcode is not None and proc.exitcode != 0:
-                    self._receive_pending(p)
-                    raise self._died(p, proc.exitcode)
+            failed = self._group.failure()
+            if failed is not None:
+                for p, control in enumerate(self._controls):
+                    self._receive_pending(p, control)  # its own error, if it raised
+                raise failed
             if closing is not None and closing.finished:
                 self._epoch += 1
                 if closing.last:
@@ -368,45 +448,30 @@ class Coordinator:
         for p, control in enumerate(self._controls):
             try:
                 control.send(order)
-            except (BrokenPipeError, ConnectionResetError):
-                raise self._died(p, self._procs[p].exitcode) from None
+            except OSError:
+                raise self._group.describe(p) from None
 
     def _receive(self, process: int, control: Connection) -> tuple[Any, ...]:
         try:
             message: tuple[Any, ...] = control.recv()
-        except (EOFError, ConnectionResetError):
-            self._procs[process].join(timeout=5)
-            raise self._died(process, self._procs[process].exitcode) from None
+        except (EOFError, OSError):
+            raise self._group.describe(process) from None
         if message[0] == "error":
             raise ProcessFailed(
                 f"process {process} of {self._processes} failed: {message[1]}", message[2]
             )
         return message
 
-    def _receive_pending(self, process: int) -> None:
-        """Read what a dead process said last: its error, if it raised."""
-        control = self._controls[process]
-        while control.poll():
-            try:
+    def _receive_pending(self, process: int, control: Connection) -> None:
+        """Read what a process said before it ended: its error, if it raised."""
+        try:
+            while control.poll():
                 self._receive(process, control)
-            except EOFError:
-                return
-
-    def _died(self, process: int, exitcode: int | None) -> ProcessFailed:
-        if exitcode is not None and exitcode < 0:
-            how = f"was killed by signal {signal.Signals(-exitcode).name}"
-        elif exitcode is None:
-            how = "stopped answering"
-        else:
-            how = f"exited with code {exitcode}"
-        return ProcessFailed(f"process {process} of {self._processes} {how}")
-
-    def _kill_all(self) -> None:
-        for proc in self._procs:
-            if proc.exitcode is None:
-                proc.kill()
-        for proc in self._procs:
-            proc.join(timeout=5)
+        except ProcessFailed as ex:
+            if ex.traceback_text is not None:
+                raise
+        except (EOFError, OSError):
+            return
 
 
 class _Closing:
@@ -460,17 +525,18 @@ def run_processes(
 ) -> None:
     """Run ``plan`` on ``processes`` forked processes of ``per_process`` workers each."""
     if store is None:
-        Coordinator(plan, processes, per_process, interval, 1, {}, None, 0).run()
+        group = ForkedProcesses(plan, processes, per_process, 1, {}, False, 0)
+        Coordinator(group, interval, 1, None).run()
         return
     worker_count = processes * per_process
     start = store.start_execution(worker_count=worker_count)
     resume = load_resume(store, start.epoch)
     committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
     try:
-        coordinator = Coordinator(plan, processes, per_process, interval, start.epoch, resume,
-                                  committer, store.part_count)
+        group = ForkedProcesses(plan, processes, per_process, start.epoch, resume, True,
+                                store.part_count)
         committer.compact()  # what the last run left, while this one starts
-        coordinator.run()
+        Coordinator(group, interval, start.epoch, committer).run()
         committer.wait()
     finally:
         committer.close()
