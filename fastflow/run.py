@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 if TYPE_CHECKING:  # imported lazily at run time, to keep start-up small
+    from fastflow._engine.execute import RayOptions
     from fastflow.dataflow import Dataflow
     from fastflow.recovery import RecoveryConfig
 
@@ -49,15 +50,24 @@ def _seconds(text: str) -> timedelta:
     return value
 
 
-def _positive_int(text: str) -> int:
-    """Parse a whole number >= 1."""
+def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least {least}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    """Parse a whole number >= 1."""
+    return _whole_number(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    """Parse a whole number >= 0."""
+    return _whole_number(text, 0)
 
 
 class _Option(NamedTuple):
@@ -119,6 +129,23 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         )
     parser.add_argument("-i", "--process-id", type=int, help=argparse.SUPPRESS)
     parser.add_argument("-a", "--addresses", help=argparse.SUPPRESS)
+    ray = parser.add_argument_group(
+        "Ray", "run the -p processes as actors of a Ray cluster (pip install 'fastflow[ray]')"
+    )
+    ray.add_argument(
+        "--ray", dest="ray_address", nargs="?", const="", metavar="ADDRESS",
+        help="run on Ray: ADDRESS is `auto` or ray://host:port; without it, a local Ray "
+        "instance is started [env FASTFLOW_RAY_ADDRESS]",
+    )
+    ray.add_argument(
+        "--max-restarts", type=_non_negative_int, metavar="K",
+        help="with -r, restart from the last committed epoch up to K times when an actor or "
+        "its node dies; 0 fails at once (default: 3)",
+    )
+    ray.add_argument(
+        "--ray-placement", choices=("spread", "pack"),
+        help="spread the actors over the nodes, or pack them onto few (default: spread)",
+    )
 
 
 class _BadInput(Exception):
@@ -158,12 +185,21 @@ def _silence_stdout() -> None:
 
 def _run(args: argparse.Namespace, prog: str) -> int:
     from fastflow._engine.cluster import ProcessFailed
+    from fastflow._engine.execute import RayOptions
+    from fastflow._engine.ray_cluster import RayUnavailable
     from fastflow._locate import FlowImportFailed, FlowNotFound, locate_dataflow
     from fastflow._tracebacks import one_line
     from fastflow._tracebacks import user_error as innermost
     from fastflow.recovery import RecoveryConfig, RecoveryError, StoreWriteError
 
     _apply_env(args)
+    if args.ray_address is None and os.environ.get("FASTFLOW_RAY_ADDRESS") is not None:
+        args.ray_address = os.environ["FASTFLOW_RAY_ADDRESS"]
+    ray_only = [flag for flag, value in (("--max-restarts", args.max_restarts),
+                                         ("--ray-placement", args.ray_placement))
+                if value is not None]
+    if ray_only and args.ray_address is None:
+        raise _BadInput(f"{ray_only[0]} only applies with --ray")
     if args.process_id is not None or args.addresses is not None:
         raise _BadInput(
             "-i/--process-id and -a/--addresses (one command per machine) are not supported: "
@@ -192,7 +228,14 @@ def _run(args: argparse.Namespace, prog: str) -> int:
             workers_per_process=args.workers_per_process,
             epoch_interval=args.snapshot_interval,
             recovery_config=recovery,
+            ray=None if args.ray_address is None else RayOptions(
+                args.ray_address or None,
+                3 if args.max_restarts is None else args.max_restarts,
+                args.ray_placement or "spread",
+            ),
         )
+    except RayUnavailable as ex:
+        raise _BadInput(str(ex)) from None
     except StoreWriteError as ex:  # the run started, then the disk failed it
         print(f"{prog}: error: {ex}", file=sys.stderr)
         return EXIT_FLOW_RAISED
@@ -242,6 +285,7 @@ def cli_main(
     epoch_interval: Optional[timedelta] = None,
     recovery_config: Optional[RecoveryConfig] = None,
     processes: int = 1,
+    ray: Optional[RayOptions] = None,
 ) -> None:
     """Run ``flow`` as ``fastflow run`` does: ``processes`` local processes of ``-w`` workers.
 
@@ -259,7 +303,7 @@ def cli_main(
     from fastflow._engine.execute import run_flow
 
     run_flow(flow, epoch_interval=epoch_interval, recovery_config=recovery_config,
-             worker_count=workers_per_process, processes=processes)
+             worker_count=workers_per_process, processes=processes, ray=ray)
 
 
 def main(argv: Optional[List[str]] = None, prog: str = "python -m fastflow.run") -> int:

@@ -201,7 +201,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def _process_main(
+def serve(
     process: int,
     processes: int,
     per_process: int,
@@ -212,14 +212,12 @@ def _process_main(
     part_count: int,
     control: Connection,
     sockets: dict[int, socket.socket],
-) -> None:
-    """Body of worker process ``process``: run its workers until told to stop."""
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
-    # Processes share stdout: write whole lines, so that theirs never mix within a line.
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)
-    code = 0
+) -> bool:
+    """Run worker process ``process``'s workers until told to stop; False if it failed.
+
+    Its links to the other processes are ``sockets`` (by process index), its orders come
+    on ``control``; an exception is reported there (one line and the user's traceback).
+    """
     try:
         links = {peer: Link(sock, peer) for peer, sock in sockets.items()}
         mesh = Mesh(process, processes, per_process, links)
@@ -227,18 +225,31 @@ def _process_main(
                           first=process * per_process, count=per_process, peers=mesh)
         workers.run(ProcessPacer(mesh, control, part_count if recording else 0))
         control.send(("exited",))
-    except BaseException as ex:  # noqa: BLE001 - reported to the coordinator, then exit
-        code = 1
+        return True
+    except BaseException as ex:  # noqa: BLE001 - reported to the coordinator
         try:
             control.send(("error", one_line(ex), user_traceback(user_error(ex))))
-        except Exception:  # noqa: S110 - the coordinator sees the pipe close instead
+        except Exception:  # noqa: S110 - the coordinator sees the channel close instead
             pass
+        return False
+
+
+def _process_main(*args: Any) -> None:
+    """Body of a forked worker process: :func:`serve`, then exit without finalizers."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
+    # Processes share stdout: write whole lines, so that theirs never mix within a line.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    ok = False
+    try:
+        ok = serve(*args)
     finally:
         try:
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
-            os._exit(code)  # no finalizers: the store's connections belong to the coordinator
+            os._exit(0 if ok else 1)  # no finalizers: the store's connections are not ours
 
 
 class ProcessGroup(Protocol):
@@ -460,6 +471,9 @@ class Coordinator:
             raise ProcessFailed(
                 f"process {process} of {self._processes} failed: {message[1]}", message[2]
             )
+        if message[0] == "output":  # a process without a terminal of its own printed
+            sys.stdout.write(message[1])
+            sys.stdout.flush()
         return message
 
     def _receive_pending(self, process: int, control: Connection) -> None:
