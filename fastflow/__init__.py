@@ -6,6 +6,8 @@ The API mirrors Bytewax 0.21 (``fastflow.dataflow``, ``fastflow.operators``,
 (``pip install .``) before use.
 """
 
+from __future__ import annotations
+
 __version__ = "0.1.0"
 
 import importlib.util as _util

@@ -11,11 +11,14 @@ import importlib
 import importlib.util
 import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, TypeVar
 
 from fastflow.dataflow import Dataflow
+
+T = TypeVar("T")
 
 
 class FlowNotFound(Exception):
@@ -26,7 +29,7 @@ class FlowImportFailed(Exception):
     """The flow's own code raised while being imported or built; ``__cause__`` is the error."""
 
 
-def _split(import_str: str) -> Tuple[str, str]:
+def _split(import_str: str) -> tuple[str, str]:
     module, colon, attr = import_str.partition(":")
     if not colon:
         return module, "flow"
@@ -35,7 +38,7 @@ def _split(import_str: str) -> Tuple[str, str]:
     return module, attr
 
 
-def _run_user_code(load: Callable[[], Any], where: str) -> Any:
+def _run_user_code(load: Callable[[], T], where: str) -> T:
     try:
         return load()
     except SyntaxError as ex:
@@ -51,9 +54,10 @@ def _import_file(path: Path) -> ModuleType:
     sys.path.insert(0, str(path.resolve().parent))
     spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
+    loader = spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[path.stem] = module
-    _run_user_code(lambda: spec.loader.exec_module(module), f"importing {str(path)!r}")
+    _run_user_code(lambda: loader.exec_module(module), f"importing {str(path)!r}")
     return module
 
 
@@ -73,7 +77,7 @@ def _import_module(name: str) -> ModuleType:
         raise
 
 
-def _parse_attr(attr: str) -> Tuple[str, Optional[Tuple[List[Any], Dict[str, Any]]]]:
+def _parse_attr(attr: str) -> tuple[str, tuple[list[Any], dict[str, Any]] | None]:
     """Split ``var`` into ``("var", None)``, ``f("a", n=1)`` into ``("f", (["a"], {"n": 1}))``."""
     unparsable = FlowNotFound(
         f"cannot parse {attr!r} as a variable name or a call like factory(\"arg\")"
@@ -94,7 +98,7 @@ def _parse_attr(attr: str) -> Tuple[str, Optional[Tuple[List[Any], Dict[str, Any
     return node.func.id, (args, kwargs)
 
 
-def _call_factory(factory: Any, args: List[Any], kwargs: Dict[str, Any], where: str) -> Any:
+def _call_factory(factory: Any, args: list[Any], kwargs: dict[str, Any], where: str) -> Any:
     if not callable(factory):
         raise FlowNotFound(f"{where} calls a {type(factory).__name__!r}, which is not callable")
     try:

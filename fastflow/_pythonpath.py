@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
 
 ENV_VAR = "FASTFLOW_PYTHONPATH"
 
@@ -37,7 +37,7 @@ def add_python_path_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _virtualenv_site_packages(environ: Mapping[str, str]) -> Optional[Path]:
+def _virtualenv_site_packages(environ: Mapping[str, str]) -> Path | None:
     venv = environ.get("VIRTUAL_ENV")
     if not venv:
         return None
@@ -57,7 +57,7 @@ def _is_frozen() -> bool:
     return bool(getattr(sys, "frozen", False))
 
 
-def _process_environ() -> Dict[str, str]:
+def _process_environ() -> dict[str, str]:
     """``os.environ``, plus ``VIRTUAL_ENV`` if the standalone executable's start-up removed it."""
     environ = dict(os.environ)
     if _is_frozen() and "VIRTUAL_ENV" not in environ:
@@ -73,9 +73,9 @@ def _process_environ() -> Dict[str, str]:
 
 def extend_sys_path(
     dirs: Sequence[str],
-    environ: Optional[Mapping[str, str]] = None,
-    frozen: Optional[bool] = None,
-) -> List[str]:
+    environ: Mapping[str, str] | None = None,
+    frozen: bool | None = None,
+) -> list[str]:
     """Append ``dirs``, then those in ``FASTFLOW_PYTHONPATH``, to ``sys.path``.
 
     When ``frozen`` (by default: when running as the standalone executable), also add the

@@ -15,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import List, Optional
+from typing import Any
 
 import fastflow
 from fastflow._pythonpath import add_python_path_argument, extend_sys_path
@@ -87,10 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_state_commands(commands: argparse._SubParsersAction) -> None:
+def _add_state_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``export``, ``import``, ``get``, ``repartition`` and ``backup`` (docs/recovery.md)."""
-    db_dir = {"metavar": "DB_DIR", "type": Path, "help": "directory of the partitions"}
-    epoch = {
+    db_dir: dict[str, Any] = {
+        "metavar": "DB_DIR", "type": Path, "help": "directory of the partitions"
+    }
+    epoch: dict[str, Any] = {
         "type": int, "metavar": "E", "help": "the state a resume at epoch E would restore (E "
         "inside the backup window); default: the next run's resume epoch",
     }
@@ -283,7 +285,7 @@ def _recovery_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fastflow`` command; returns the exit code."""
     args = _parser().parse_args(argv)
     extend_sys_path(args.python_path)

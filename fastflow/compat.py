@@ -19,8 +19,8 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Optional, Sequence
 
 __all__ = ["install", "uninstall"]
 
@@ -33,7 +33,7 @@ class _AliasLoader(importlib.abc.Loader):
 
     def __init__(self, target: str) -> None:
         self._target = target
-        self._target_spec: Optional[importlib.machinery.ModuleSpec] = None
+        self._target_spec: importlib.machinery.ModuleSpec | None = None
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         module = importlib.import_module(self._target)
@@ -52,9 +52,9 @@ class _BytewaxAliasFinder(importlib.abc.MetaPathFinder):
     def find_spec(
         self,
         fullname: str,
-        path: Optional[Sequence[str]],
-        target: Optional[ModuleType] = None,
-    ) -> Optional[importlib.machinery.ModuleSpec]:
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
         if fullname == ALIAS:
             if self._found_elsewhere(fullname):
                 return None  # the real Bytewax
@@ -85,7 +85,7 @@ class _BytewaxAliasFinder(importlib.abc.MetaPathFinder):
         return False
 
 
-def _installed() -> Optional[_BytewaxAliasFinder]:
+def _installed() -> _BytewaxAliasFinder | None:
     return next((f for f in sys.meta_path if isinstance(f, _BytewaxAliasFinder)), None)
 
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Concatenate, Generic, ParamSpec, Tuple, TypeAlias, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeAlias, TypeVar, cast, overload
 
 __all__ = [
     "Dataflow",
@@ -39,7 +40,7 @@ R = TypeVar("R")
 P = ParamSpec("P")
 
 
-def f_repr(func: Callable) -> str:
+def f_repr(func: Callable[..., Any]) -> str:
     """Name a function in error messages: its qualified name, or its repr."""
     name = getattr(func, "__qualname__", None)
     module = getattr(func, "__module__", None)
@@ -53,9 +54,9 @@ class CoreSpec:
     """What the runtime needs of a core step: its kind, inputs, outputs and arguments."""
 
     kind: str
-    ups: Tuple[str, ...]
-    downs: Tuple[Tuple[str, str], ...]
-    args: Tuple[Tuple[str, Any], ...]
+    ups: tuple[str, ...]
+    downs: tuple[tuple[str, str], ...]
+    args: tuple[tuple[str, Any], ...]
 
     def arg(self, name: str) -> Any:
         """Return the core argument ``name``."""
@@ -118,7 +119,7 @@ class Stream(Generic[X_co]):
         return Stream(self.stream_id, scope)
 
 
-KeyedStream: TypeAlias = Stream[Tuple[str, V]]
+KeyedStream: TypeAlias = Stream[tuple[str, V]]
 """A stream of ``(key, value)`` 2-tuples with ``str`` keys, as keyed operators need."""
 
 
@@ -283,9 +284,19 @@ def _down_ports(value: Any) -> dict[str, str]:
     return {}
 
 
+@overload
+def operator(builder: Callable[P, R]) -> Callable[P, R]: ...
+
+
+@overload
 def operator(
-    builder: Callable[..., Any] | None = None, *, _core: bool = False
-) -> Callable[..., Any]:
+    builder: None = None, *, _core: bool = False
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def operator(
+    builder: Callable[P, R] | None = None, *, _core: bool = False
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Turn a function into an operator: calling it adds a step to the dataflow.
 
     The function's first parameter must be ``step_id`` (a ``str`` without
@@ -295,7 +306,7 @@ def operator(
     dataflow, at the same nesting level). Inside the body they are re-scoped,
     so operators called there become substeps, with ids nested under this
     step's id. As in Bytewax, streams nested in other arguments (a
-    ``List[Stream]``, a dict, a dataclass) are not re-scoped: using them
+    ``list[Stream]``, a dict, a dataclass) are not re-scoped: using them
     inside the body fails at build time with an "inconsistent stream scoping"
     ``AssertionError``; take them as ``*args`` instead.
 
@@ -329,7 +340,7 @@ def operator(
     many.show: 2
     """
 
-    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
         sig = inspect.signature(func)
         params = list(sig.parameters)
         kinds = {name: param.kind for name, param in sig.parameters.items()}
@@ -337,7 +348,7 @@ def operator(
             raise TypeError(f"operator {f_repr(func)} must take `step_id` as its first parameter")
 
         @functools.wraps(func)
-        def add_step(*args: Any, **kwargs: Any) -> Any:
+        def add_step(*args: P.args, **kwargs: P.kwargs) -> R:
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
             step_id = bound.arguments["step_id"]
@@ -380,22 +391,22 @@ def operator(
                 raise AssertionError(f"core operator {func.__name__} declared no core spec")
             step.downs = _down_ports(result)
             scope.substeps.append(step)
-            return _rescope(result, scope)
+            # _rescope returns a value of the type it is given.
+            return cast(R, _rescope(result, scope))
 
-        add_step._fastflow_core = _core  # type: ignore[attr-defined]
         return add_step
 
     return decorate(builder) if builder is not None else decorate
 
 
-def _core_step(kind: str, ups: list[Stream[Any]], ports: tuple[str, ...], **args: Any) -> Any:
+def _core_step(
+    kind: str, ups: list[Stream[Any]], ports: tuple[str, ...], **args: Any
+) -> list[Stream[Any]]:
     """Declare the step being built as core ``kind`` and return its output streams.
 
-    Returns one :class:`Stream` per name in ``ports``, or the only one if there
-    is exactly one.
+    Returns one :class:`Stream` per name in ``ports``, in that order.
     """
     step, scope = _building[-1]
     downs = tuple((port, f"{step.step_id}.{port}") for port in ports)
     step.core = CoreSpec(kind, tuple(s.stream_id for s in ups), downs, tuple(args.items()))
-    streams = [Stream(stream_id, scope) for _, stream_id in downs]
-    return streams[0] if len(streams) == 1 else streams
+    return [Stream(stream_id, scope) for _, stream_id in downs]

@@ -12,20 +12,10 @@ from __future__ import annotations
 import asyncio
 import queue
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from itertools import islice
-from typing import (
-    Any,
-    AsyncIterable,
-    Callable,
-    Generic,
-    Iterable,
-    Iterator,
-    List,
-    Optional,
-    Type,
-    TypeVar,
-)
+from typing import Any, Generic, TypeVar
 
 __all__ = [
     "AbortExecution",
@@ -60,7 +50,7 @@ class StatefulSourcePartition(ABC, Generic[X, S]):
     def next_batch(self) -> Iterable[X]:
         """Return the next items (maybe none); raise ``StopIteration`` at the end."""
 
-    def next_awake(self) -> Optional[datetime]:
+    def next_awake(self) -> datetime | None:
         """When to call :meth:`next_batch` next (UTC); ``None`` means right away."""
         return None
 
@@ -76,12 +66,12 @@ class FixedPartitionedSource(Source[X], Generic[X, S]):
     """Input split into a fixed set of named partitions, each resumable."""
 
     @abstractmethod
-    def list_parts(self) -> List[str]:
+    def list_parts(self) -> list[str]:
         """Return the names of the partitions this source is made of."""
 
     @abstractmethod
     def build_part(
-        self, step_id: str, for_part: str, resume_state: Optional[S]
+        self, step_id: str, for_part: str, resume_state: S | None
     ) -> StatefulSourcePartition[X, S]:
         """Build partition ``for_part``, resuming from ``resume_state`` if not ``None``."""
 
@@ -93,7 +83,7 @@ class StatelessSourcePartition(ABC, Generic[X]):
     def next_batch(self) -> Iterable[X]:
         """Return the next items (maybe none); raise ``StopIteration`` at the end."""
 
-    def next_awake(self) -> Optional[datetime]:
+    def next_awake(self) -> datetime | None:
         """When to call :meth:`next_batch` next (UTC); ``None`` means right away."""
         return None
 
@@ -148,18 +138,18 @@ class SimplePollingSource(FixedPartitionedSource[X, S]):
             super().__init__(timeout)
             self.timeout = timeout
 
-    def __init__(self, interval: timedelta, align_to: Optional[datetime] = None) -> None:
+    def __init__(self, interval: timedelta, align_to: datetime | None = None) -> None:
         if interval <= timedelta(0):
             raise ValueError("SimplePollingSource interval must be positive")
         self._interval = interval
         self._align_to = align_to
 
-    def list_parts(self) -> List[str]:
+    def list_parts(self) -> list[str]:
         """The source is a single partition."""
         return ["singleton"]
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: Optional[S]
+        self, step_id: str, for_part: str, resume_state: S | None
     ) -> StatefulSourcePartition[X, S]:
         """Build the polling partition, first passing ``resume_state`` to :meth:`resume`."""
         if resume_state is not None:
@@ -167,11 +157,13 @@ class SimplePollingSource(FixedPartitionedSource[X, S]):
         return _PollingPartition(self._interval, self._align_to, self.next_item, self.snapshot)
 
     @abstractmethod
-    def next_item(self) -> Optional[X]:
+    def next_item(self) -> X | None:
         """Return the next item (``None``: none this time); ``StopIteration`` ends the input."""
 
     def snapshot(self) -> S:
         """Return where to resume reading after a restart (default ``None``: nothing to resume)."""
+        # None is an S only for sources without resume state (S = None), the ones that keep
+        # this default; a typed default for one choice of S is beyond Python's type system.
         return None  # type: ignore[return-value]
 
     def resume(self, resume_state: S) -> None:
@@ -182,8 +174,8 @@ class _PollingPartition(StatefulSourcePartition[X, S]):
     def __init__(
         self,
         interval: timedelta,
-        align_to: Optional[datetime],
-        getter: Callable[[], Optional[X]],
+        align_to: datetime | None,
+        getter: Callable[[], X | None],
         snapshot: Callable[[], S],
     ) -> None:
         self._interval = interval
@@ -196,7 +188,7 @@ class _PollingPartition(StatefulSourcePartition[X, S]):
             if since_mark:
                 self._next_awake += interval - since_mark
 
-    def next_batch(self) -> List[X]:
+    def next_batch(self) -> list[X]:
         try:
             item = self._getter()
         except SimplePollingSource.Retry as retry:
@@ -205,14 +197,14 @@ class _PollingPartition(StatefulSourcePartition[X, S]):
         self._next_awake += self._interval
         return [] if item is None else [item]
 
-    def next_awake(self) -> Optional[datetime]:
+    def next_awake(self) -> datetime | None:
         return self._next_awake
 
     def snapshot(self) -> S:
         return self._snapshot()
 
 
-def batch(ib: Iterable[X], batch_size: int) -> Iterator[List[X]]:
+def batch(ib: Iterable[X], batch_size: int) -> Iterator[list[X]]:
     """Cut an iterable into lists of at most ``batch_size`` items.
 
     >>> list(batch(range(5), 2))
@@ -224,8 +216,8 @@ def batch(ib: Iterable[X], batch_size: int) -> Iterator[List[X]]:
 
 
 def batch_getter(
-    getter: Callable[[], X], batch_size: int, yield_on: Optional[X] = None
-) -> Iterator[List[X]]:
+    getter: Callable[[], X], batch_size: int, yield_on: X | None = None
+) -> Iterator[list[X]]:
     """Call ``getter`` into lists of up to ``batch_size``; a ``yield_on`` result ends a list early.
 
     >>> it = iter([1, None, 2, 3])
@@ -233,7 +225,7 @@ def batch_getter(
     [1]
     """
     while True:
-        chunk: List[X] = []
+        chunk: list[X] = []
         while len(chunk) < batch_size:
             item = getter()
             if item == yield_on:
@@ -245,8 +237,8 @@ def batch_getter(
 def batch_getter_ex(
     getter: Callable[[], X],
     batch_size: int,
-    yield_ex: Type[Exception] = queue.Empty,
-) -> Iterator[List[X]]:
+    yield_ex: type[Exception] = queue.Empty,
+) -> Iterator[list[X]]:
     """Like :func:`batch_getter`, but a list ends early when ``getter`` raises ``yield_ex``.
 
     >>> q = queue.Queue()
@@ -255,7 +247,7 @@ def batch_getter_ex(
     [1]
     """
     while True:
-        chunk: List[X] = []
+        chunk: list[X] = []
         while len(chunk) < batch_size:
             try:
                 chunk.append(getter())
@@ -268,8 +260,8 @@ def batch_async(
     aib: AsyncIterable[X],
     timeout: timedelta,
     batch_size: int,
-    loop: Optional[asyncio.AbstractEventLoop] = None,
-) -> Iterator[List[X]]:
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> Iterator[list[X]]:
     """Drive an async iterable, yielding what arrived within ``timeout`` (up to ``batch_size``).
 
     >>> async def numbers():
@@ -280,12 +272,12 @@ def batch_async(
     """
     loop = loop if loop is not None else asyncio.new_event_loop()
     ait = aib.__aiter__()
-    pending: Optional[asyncio.Future[Any]] = None
+    pending: asyncio.Future[Any] | None = None
     exhausted = False
 
-    async def fill() -> List[X]:
+    async def fill() -> list[X]:
         nonlocal pending, exhausted
-        chunk: List[X] = []
+        chunk: list[X] = []
         deadline = loop.time() + timeout.total_seconds()
         while len(chunk) < batch_size:
             if pending is None:

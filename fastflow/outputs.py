@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 from abc import ABC, abstractmethod
-from typing import Generic, List, Optional, Tuple, TypeVar
+from typing import Generic, TypeVar
 
 __all__ = [
     "DynamicSink",
@@ -33,7 +33,7 @@ class StatefulSinkPartition(ABC, Generic[V, S]):
     """One partition of a :class:`FixedPartitionedSink`, able to resume."""
 
     @abstractmethod
-    def write_batch(self, values: List[V]) -> None:
+    def write_batch(self, values: list[V]) -> None:
         """Write the values routed to this partition, in order."""
 
     @abstractmethod
@@ -44,14 +44,14 @@ class StatefulSinkPartition(ABC, Generic[V, S]):
         """Release resources once the flow is done."""
 
 
-class FixedPartitionedSink(Sink[Tuple[str, V]], Generic[V, S]):
+class FixedPartitionedSink(Sink[tuple[str, V]], Generic[V, S]):
     """Output split into a fixed set of named partitions; items are ``(key, value)``.
 
     The key picks the partition (:meth:`part_fn`); the partition gets the value.
     """
 
     @abstractmethod
-    def list_parts(self) -> List[str]:
+    def list_parts(self) -> list[str]:
         """Return the names of the partitions this sink is made of."""
 
     def part_fn(self, item_key: str) -> int:
@@ -60,7 +60,7 @@ class FixedPartitionedSink(Sink[Tuple[str, V]], Generic[V, S]):
 
     @abstractmethod
     def build_part(
-        self, step_id: str, for_part: str, resume_state: Optional[S]
+        self, step_id: str, for_part: str, resume_state: S | None
     ) -> StatefulSinkPartition[V, S]:
         """Build partition ``for_part``, resuming from ``resume_state`` if not ``None``."""
 
@@ -69,7 +69,7 @@ class StatelessSinkPartition(ABC, Generic[X]):
     """A worker's share of a :class:`DynamicSink`."""
 
     @abstractmethod
-    def write_batch(self, items: List[X]) -> None:
+    def write_batch(self, items: list[X]) -> None:
         """Write the items, in order."""
 
     def close(self) -> None:

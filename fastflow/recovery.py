@@ -15,7 +15,6 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import List, Optional, Union
 
 from fastflow._engine.partitions import (
     CorruptPartitionError,
@@ -56,15 +55,15 @@ class RecoveryConfig:
     be resumed from.
     """
 
-    db_dir: Union[Path, str]
-    backup_interval: Optional[timedelta] = None
+    db_dir: Path | str
+    backup_interval: timedelta | None = None
 
     def __post_init__(self) -> None:
         if self.backup_interval is not None and self.backup_interval < timedelta(0):
             raise ValueError("backup_interval must not be negative")
 
 
-def init_db_dir(db_dir: Union[Path, str], count: int, *, force: bool = False) -> List[Path]:
+def init_db_dir(db_dir: Path | str, count: int, *, force: bool = False) -> list[Path]:
     """Create ``count`` empty recovery partitions in ``db_dir`` (created if missing).
 
     Refuses with :class:`PartitionsExistError` if partitions already exist
@@ -103,7 +102,7 @@ def init_command(args: argparse.Namespace, prog: str) -> int:
     return 0
 
 
-def main(argv: Optional[List[str]] = None, prog: str = "python -m fastflow.recovery") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m fastflow.recovery") -> int:
     """Parse ``argv`` as ``fastflow init-recovery`` does and run it; returns the exit code."""
     parser = argparse.ArgumentParser(prog=prog, description=INIT_DESCRIPTION)
     add_init_arguments(parser)

@@ -14,9 +14,10 @@ import argparse
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:  # imported lazily at run time, to keep start-up small
     from fastflow._engine.execute import RayOptions
@@ -27,7 +28,7 @@ __all__ = ["cli_main", "main"]
 
 EXIT_OK, EXIT_FLOW_RAISED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-RUN_HELP: Dict[str, Any] = {
+RUN_HELP: dict[str, Any] = {
     "description": "Run a dataflow to the end of its input; with -r, snapshot its state "
     "every epoch and resume from the last snapshot.",
     "epilog": "examples:\n"
@@ -71,11 +72,11 @@ def _non_negative_int(text: str) -> int:
 
 
 class _Option(NamedTuple):
-    flags: Tuple[str, str]
+    flags: tuple[str, str]
     metavar: str
     parse: Callable[[str], Any]
     env: str
-    default: Optional[str]  # parsed like a value given on the command line
+    default: str | None  # parsed like a value given on the command line
     help: str
 
 
@@ -280,10 +281,10 @@ def cli_main(
     flow: Dataflow,
     *,
     workers_per_process: int = 1,
-    process_id: Optional[int] = None,
-    addresses: Optional[List[str]] = None,
-    epoch_interval: Optional[timedelta] = None,
-    recovery_config: Optional[RecoveryConfig] = None,
+    process_id: int | None = None,
+    addresses: list[str] | None = None,
+    epoch_interval: timedelta | None = None,
+    recovery_config: RecoveryConfig | None = None,
     processes: int = 1,
     ray: Optional[RayOptions] = None,
 ) -> None:
@@ -306,7 +307,7 @@ def cli_main(
              worker_count=workers_per_process, processes=processes, ray=ray)
 
 
-def main(argv: Optional[List[str]] = None, prog: str = "python -m fastflow.run") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m fastflow.run") -> int:
     """Parse ``argv`` as ``fastflow run`` does and run the flow; returns the exit code."""
     parser = argparse.ArgumentParser(prog=prog, **RUN_HELP)
     add_run_arguments(parser)

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from itertools import islice
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, TypeVar, Union
+from typing import Any, TypeVar
 
 from fastflow._cext.ops import index_of_type
 from fastflow.dataflow import Dataflow
@@ -80,18 +81,18 @@ class TestingSource(FixedPartitionedSource[X, Any]):
 
         for_duration: timedelta
 
-    def __init__(self, ib: Iterable[Union[X, EOF, ABORT, PAUSE]], batch_size: int = 1) -> None:
+    def __init__(self, ib: Iterable[X | EOF | ABORT | PAUSE], batch_size: int = 1) -> None:
         if batch_size < 1:
             raise ValueError(f"TestingSource batch_size must be at least 1; got {batch_size}")
         self._ib = ib
         self._batch_size = batch_size
 
-    def list_parts(self) -> List[str]:
+    def list_parts(self) -> list[str]:
         """One partition, named ``"iterable"``."""
         return ["iterable"]
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: Optional[Any]
+        self, step_id: str, for_part: str, resume_state: Any | None
     ) -> StatefulSourcePartition[X, Any]:
         """Build the partition, continuing after ``resume_state`` when it matches."""
         return _IterPartition(self._ib, self._batch_size, resume_state)
@@ -133,14 +134,14 @@ class _Fingerprint:
 
 
 class _IterPartition(StatefulSourcePartition[X, Any]):
-    def __init__(self, ib: Iterable[Any], batch_size: int, resume_state: Optional[Any]) -> None:
+    def __init__(self, ib: Iterable[Any], batch_size: int, resume_state: Any | None) -> None:
         self._batch_size = batch_size
         self._seq = ib if isinstance(ib, (list, tuple)) else None
-        self._it: Optional[Iterator[Any]] = None if self._seq is not None else iter(ib)
+        self._it: Iterator[Any] | None = None if self._seq is not None else iter(ib)
         self._pos = 0  # next index into ``_seq``
-        self._pending: List[Any] = []  # read from ``_it`` but not consumed yet
+        self._pending: list[Any] = []  # read from ``_it`` but not consumed yet
         self._seen = _Fingerprint()
-        self._next_awake: Optional[datetime] = None
+        self._next_awake: datetime | None = None
         self._ended = False
         if isinstance(resume_state, int):
             self._take(resume_state)
@@ -152,7 +153,7 @@ class _IterPartition(StatefulSourcePartition[X, Any]):
             ):
                 self._restart_with(head)
 
-    def _restart_with(self, head: List[Any]) -> None:
+    def _restart_with(self, head: list[Any]) -> None:
         """The input is new data: read it from its start, ``head`` included."""
         self._seen = _Fingerprint()
         if self._seq is None:
@@ -160,11 +161,11 @@ class _IterPartition(StatefulSourcePartition[X, Any]):
         else:
             self._pos = 0
 
-    def _take(self, n: int) -> List[Any]:
+    def _take(self, n: int) -> list[Any]:
         """Consume up to ``n`` positions and return them."""
         return self._consume(self._peek(n))
 
-    def _peek(self, n: int) -> List[Any]:
+    def _peek(self, n: int) -> list[Any]:
         """Return (a new list of) up to ``n`` next positions without consuming them."""
         if self._seq is not None:
             chunk = self._seq[self._pos : self._pos + n]
@@ -174,7 +175,7 @@ class _IterPartition(StatefulSourcePartition[X, Any]):
             self._pending.extend(islice(self._it, n - len(self._pending)))
         return self._pending[:n]
 
-    def _consume(self, chunk: List[Any]) -> List[Any]:
+    def _consume(self, chunk: list[Any]) -> list[Any]:
         """Consume ``chunk``, a head of what :meth:`_peek` returned, and return it."""
         if self._seq is not None:
             self._pos += len(chunk)
@@ -183,7 +184,7 @@ class _IterPartition(StatefulSourcePartition[X, Any]):
         self._seen.add(chunk)
         return chunk
 
-    def next_batch(self) -> List[X]:
+    def next_batch(self) -> list[X]:
         """Up to ``batch_size`` items; a marker ends the batch early and acts on the next call.
 
         An ``ABORT`` that has already fired is skipped as if it were not there
@@ -192,7 +193,7 @@ class _IterPartition(StatefulSourcePartition[X, Any]):
         if self._ended:
             raise StopIteration()
         self._next_awake = None
-        batch: List[Any] = []
+        batch: list[Any] = []
         while len(batch) < self._batch_size:
             wanted = self._batch_size - len(batch)
             chunk = self._peek(wanted)
@@ -228,7 +229,7 @@ class _IterPartition(StatefulSourcePartition[X, Any]):
             raise StopIteration()
         return batch
 
-    def next_awake(self) -> Optional[datetime]:
+    def next_awake(self) -> datetime | None:
         return self._next_awake
 
     def snapshot(self) -> Any:
@@ -240,7 +241,7 @@ class TestingSink(DynamicSink[X]):
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, ls: List[X]) -> None:
+    def __init__(self, ls: list[X]) -> None:
         self._ls = ls
 
     def build(
@@ -251,10 +252,10 @@ class TestingSink(DynamicSink[X]):
 
 
 class _ListPartition(StatelessSinkPartition[X]):
-    def __init__(self, ls: List[X]) -> None:
+    def __init__(self, ls: list[X]) -> None:
         self._ls = ls
 
-    def write_batch(self, items: List[X]) -> None:
+    def write_batch(self, items: list[X]) -> None:
         self._ls.extend(items)
 
 
@@ -286,9 +287,9 @@ def ffwd_iter(it: Iterator[Any], n: int) -> None:
 
 
 def poll_next_batch(
-    part: Union[StatefulSourcePartition[X, Any], StatelessSourcePartition[X]],
+    part: StatefulSourcePartition[X, Any] | StatelessSourcePartition[X],
     timeout: timedelta = timedelta(seconds=5),
-) -> List[X]:
+) -> list[X]:
     """Call ``part.next_batch()`` until it returns items; ``TimeoutError`` after ``timeout``."""
     deadline = time.monotonic() + timeout.total_seconds()
     while True:
@@ -303,8 +304,8 @@ def poll_next_batch(
 def run_main(
     flow: Dataflow,
     *,
-    epoch_interval: Optional[timedelta] = None,
-    recovery_config: Optional[RecoveryConfig] = None,
+    epoch_interval: timedelta | None = None,
+    recovery_config: RecoveryConfig | None = None,
 ) -> None:
     """Run ``flow`` to completion in this thread, with one worker.
 
@@ -318,11 +319,11 @@ def run_main(
 
 def cluster_main(
     flow: Dataflow,
-    addresses: List[str],
+    addresses: list[str],
     proc_id: int,
     *,
-    epoch_interval: Optional[timedelta] = None,
-    recovery_config: Optional[RecoveryConfig] = None,
+    epoch_interval: timedelta | None = None,
+    recovery_config: RecoveryConfig | None = None,
     worker_count_per_proc: int = 1,
 ) -> None:
     """Run ``flow`` as process ``proc_id`` of a cluster at ``addresses``.

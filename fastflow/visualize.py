@@ -30,8 +30,9 @@ import json
 import re
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported when needed, so that `fastflow --help` starts fast
     from fastflow.dataflow import Dataflow, Operator
@@ -60,8 +61,8 @@ class RenderedPort:
 
     port_name: str
     port_id: str
-    from_port_ids: List[str]
-    from_stream_ids: List[str]
+    from_port_ids: list[str]
+    from_stream_ids: list[str]
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,9 @@ class RenderedOperator:
     op_type: str
     step_name: str
     step_id: str
-    inp_ports: List[RenderedPort]
-    out_ports: List[RenderedPort]
-    substeps: List[RenderedOperator]
+    inp_ports: list[RenderedPort]
+    out_ports: list[RenderedPort]
+    substeps: list[RenderedOperator]
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,10 @@ class RenderedDataflow:
     """The whole flow: its id and its top-level steps."""
 
     flow_id: str
-    substeps: List[RenderedOperator]
+    substeps: list[RenderedOperator]
 
 
-def _render_steps(steps: List[Operator], scope: Dict[str, str]) -> List[RenderedOperator]:
+def _render_steps(steps: list[Operator], scope: dict[str, str]) -> list[RenderedOperator]:
     """Render sibling ``steps``; ``scope`` maps each stream visible to them to its port."""
     scope = dict(scope)
     rendered = []
@@ -128,8 +129,8 @@ def to_rendered(flow: Dataflow) -> RenderedDataflow:
     return RenderedDataflow(flow.flow_id, _render_steps(flow.substeps, {}))
 
 
-def _to_dict(obj: Any) -> Dict[str, Any]:
-    out: Dict[str, Any] = {"typ": type(obj).__name__}
+def _to_dict(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"typ": type(obj).__name__}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, list):
@@ -146,7 +147,7 @@ def to_json(flow: Dataflow) -> str:
 _SAFE_ID = re.compile(r"[A-Za-z0-9_.]+")
 
 
-def _mermaid_ids(steps: List[RenderedOperator]) -> Dict[str, str]:
+def _mermaid_ids(steps: list[RenderedOperator]) -> dict[str, str]:
     """Mermaid node ids: the step id when it is safe to use as one, else a numbered one."""
     return {
         step.step_id: step.step_id if _SAFE_ID.fullmatch(step.step_id) else f"step{n}"
@@ -176,7 +177,7 @@ def to_mermaid(flow: Dataflow) -> str:
     return "\n".join(lines)
 
 
-def _plantuml_steps(steps: List[RenderedOperator], recursive: bool, indent: str) -> List[str]:
+def _plantuml_steps(steps: list[RenderedOperator], recursive: bool, indent: str) -> list[str]:
     lines = []
     for step in steps:
         lines += [
@@ -206,7 +207,7 @@ def to_plantuml(flow: Dataflow, recursive: bool = False) -> str:
     return "\n".join(["@startuml", *_plantuml_steps(rendered.substeps, recursive, ""), "@enduml"])
 
 
-_RENDERERS: Dict[str, Callable[[Dataflow, bool], str]] = {
+_RENDERERS: dict[str, Callable[[Dataflow, bool], str]] = {
     "mermaid": lambda flow, _recursive: to_mermaid(flow),
     "json": lambda flow, _recursive: to_json(flow),
     "plantuml": to_plantuml,
@@ -259,7 +260,7 @@ def visualize_command(args: argparse.Namespace, prog: str) -> int:
     return 0
 
 
-def main(argv: Optional[List[str]] = None, prog: str = "python -m fastflow.visualize") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m fastflow.visualize") -> int:
     """Parse ``argv`` as ``fastflow visualize`` does and print the diagram; return the exit code."""
     parser = argparse.ArgumentParser(prog=prog, description=VISUALIZE_DESCRIPTION)
     add_visualize_arguments(parser)

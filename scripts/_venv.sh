@@ -10,6 +10,10 @@ if [ ! -x .venv/bin/python ]; then
     .venv/bin/python -m pip install -q "cython>=3.0" "setuptools>=64" ruff
     .venv/bin/python -m pip install -q -e ".[test,bench,kafka]"
 fi
+# A .venv made before mypy joined the test extra lacks it: install the extras again.
+if [ ! -x .venv/bin/mypy ]; then
+    .venv/bin/python -m pip install -q -e ".[test,bench,kafka]"
+fi
 # Rebuild whatever extension changed since the last build (a no-op otherwise).
 .venv/bin/python setup.py -q build_ext --inplace >/dev/null 2>.venv/build.log || {
     cat .venv/build.log >&2

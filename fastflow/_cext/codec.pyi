@@ -1,17 +1,22 @@
-from typing import Any, Optional, Union
+from typing import Any
 
 FORMAT_VERSION: int
 
 class UnencodableError(TypeError):
     type_name: str
-    detail: Optional[str]
-    container: Optional[str]
-    key: Optional[str]
+    detail: str | None
+    container: str | None
+    key: str | None
     """The state key, when raised by ``encode_changes``."""
+    def __init__(
+        self, type_name: str, detail: str | None = None, container: str | None = None
+    ) -> None: ...
 
 def encode(obj: Any) -> bytes: ...
-def decode(data: Union[bytes, bytearray, memoryview, str]) -> Any: ...
+def decode(data: bytes | bytearray | memoryview | str) -> Any: ...
 def encode_changes(
     values: dict[str, Any], changed: dict[str, bool], chunk_keys: int
 ) -> list[tuple[int, bytes]]: ...
-def decode_changes(data: bytes) -> tuple[dict[str, Any], list[str]]: ...
+def decode_changes(
+    data: bytes | bytearray | memoryview | str,
+) -> tuple[dict[str, Any], list[str]]: ...

@@ -14,12 +14,13 @@ link to that process (``wire.py``, ``cluster.py``).
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from fastflow._engine.nodes import End, Node, Push
 from fastflow._engine.wire import Link
 
-Split = Callable[[List[Any]], List[List[Any]]]
+Split = Callable[[list[Any]], list[list[Any]]]
 
 
 class RemoteInbox:
@@ -28,7 +29,7 @@ class RemoteInbox:
     def __init__(self, link: Link, step: int, port: int, worker: int) -> None:
         self._link, self._step, self._port, self._worker = link, step, port, worker
 
-    def append(self, batch: List[Any]) -> None:
+    def append(self, batch: list[Any]) -> None:
         """Queue ``batch`` on the link to the consumer's process."""
         self._link.send_batch(self._step, self._port, self._worker, batch)
 
@@ -69,16 +70,16 @@ class Countdown:
             self._end()
 
 
-def nothing(_batch: Optional[List[Any]] = None) -> None:
+def nothing(_batch: list[Any] | None = None) -> None:
     """Emit or end a stream nobody reads."""
 
 
-def local(node: Node, port: int) -> Tuple[Push, End]:
+def local(node: Node, port: int) -> tuple[Push, End]:
     """Emit into and end ``node``'s input ``port`` on the same worker."""
     return node.inboxes[port].append, node.upstream_ended
 
 
-def fan_out(outs: Sequence[Tuple[Push, End]]) -> Tuple[Push, End]:
+def fan_out(outs: Sequence[tuple[Push, End]]) -> tuple[Push, End]:
     """One stream's emit and end, given each consumer's (one call when there is one)."""
     if not outs:
         return nothing, nothing
@@ -87,7 +88,7 @@ def fan_out(outs: Sequence[Tuple[Push, End]]) -> Tuple[Push, End]:
     emits = [emit for emit, _end in outs]
     ends = [end for _emit, end in outs]
 
-    def emit(batch: List[Any]) -> None:
+    def emit(batch: list[Any]) -> None:
         for each in emits:
             each(batch)
 
@@ -120,7 +121,7 @@ class Exchange:
         self._open = producers
         self._split = split
 
-    def emit(self, batch: List[Any]) -> None:
+    def emit(self, batch: list[Any]) -> None:
         """Split ``batch`` and queue each part at its worker."""
         for inbox, part in zip(self._inboxes, self._split(batch), strict=True):
             if part:
@@ -145,9 +146,9 @@ class RoundRobin:
         self._count = worker_count
         self._next = 0
 
-    def __call__(self, batch: List[Any]) -> List[List[Any]]:
+    def __call__(self, batch: list[Any]) -> list[list[Any]]:
         count = self._count
-        parts: List[List[Any]] = [[] for _ in range(count)]
+        parts: list[list[Any]] = [[] for _ in range(count)]
         size = -(-len(batch) // count) or 1
         chunks = 0
         for chunks, start in enumerate(range(0, len(batch), size), 1):

@@ -14,8 +14,9 @@ the same per-key outputs, states and snapshots when run as logic objects.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 
 class MapSpec:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any
 
 from fastflow._cext.routing import check_keyed
 from fastflow._engine.nodes import Changes, Clock, End, Node, Push, call_user, user_error

@@ -12,9 +12,10 @@ method call per step; the per-item work happens in compiled loops.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 from itertools import chain
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 from fastflow._cext import state
 from fastflow._cext.ops import branch_items
@@ -223,7 +224,11 @@ class StatefulNode(Node):
 
 
 def stateful_node(
-    step_id: str, builder: Callable[[Any], Any], down: Push, end: End, track_changes: bool
+    step_id: str,
+    builder: Callable[[Any], Any] | MapSpec | FoldSpec,
+    down: Push,
+    end: End,
+    track_changes: bool,
 ) -> StatefulNode:
     """The node for a ``stateful_batch`` step: a compiled fast path if ``builder`` is a spec.
 

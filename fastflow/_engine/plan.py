@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any
 
 from fastflow.dataflow import Dataflow, Operator
 
@@ -16,12 +17,12 @@ class CoreStep:
 
     step_id: str
     kind: str
-    ups: Tuple[str, ...]
-    downs: Dict[str, str]
-    args: Dict[str, Any]
+    ups: tuple[str, ...]
+    downs: dict[str, str]
+    args: dict[str, Any]
 
 
-def _core_steps(steps: List[Operator]) -> Iterator[Operator]:
+def _core_steps(steps: list[Operator]) -> Iterator[Operator]:
     for step in steps:
         if step.core is not None:
             yield step
@@ -29,7 +30,7 @@ def _core_steps(steps: List[Operator]) -> Iterator[Operator]:
             yield from _core_steps(step.substeps)
 
 
-def flatten(flow: Dataflow) -> List[CoreStep]:
+def flatten(flow: Dataflow) -> list[CoreStep]:
     """Return the flow's core steps in an order where every stream is written before it is read.
 
     Building order already is such an order: a step can only take streams

@@ -16,7 +16,7 @@ before anything is written; a bad line raises ``BadImportError`` naming its numb
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,7 +170,9 @@ def _has_pickle(value: Any) -> bool:
     return any(_has_pickle(item) for item in value.values())
 
 
-def change_sets(step_id: str, entries: list[tuple[str, bytes | None]]) -> list[ChangeSet]:
+def change_sets(
+    step_id: str, entries: Sequence[tuple[str, bytes | None]]
+) -> list[ChangeSet]:
     """One writer's change sets of ``step_id``: ``(key, typed JSON or None to delete)``.
 
     The encoded states are spliced in, not parsed again; blobs hold ``CHUNK_KEYS`` keys at most.

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import operator
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -323,7 +323,7 @@ class RecoveryStore:
 
     def changes_to_apply(
         self, index: int, before_epoch: int
-    ) -> Iterator[tuple[int, str, str, int, bytes]]:
+    ) -> Generator[tuple[int, str, str, int, bytes], None, None]:
         """``(epoch, kind, step_id, key_count, blob)`` of partition ``index`` in apply order.
 
         Why: applying them in order (each blob's set, then its deletions) gives the state of

@@ -43,9 +43,8 @@ def encode_batch(batch: list[Any]) -> tuple[int, bytes]:
 
 def decode_batch(flag: int, payload: bytes | memoryview) -> list[Any]:
     """The batch ``encode_batch`` encoded."""
-    if flag == _MARSHALLED:
-        return marshal.loads(payload)  # type: ignore[no-any-return]
-    return pickle.loads(payload)  # type: ignore[no-any-return]
+    batch: list[Any] = marshal.loads(payload) if flag == _MARSHALLED else pickle.loads(payload)
+    return batch
 
 
 class Link:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Protocol
 
 from fastflow._cext.routing import split_by_worker, split_dict
 from fastflow._engine.exchange import Exchange, RoundRobin, Split, fan_out, local, nothing
-from fastflow._engine.io import InputNode, OutputNode, output_node
+from fastflow._engine.io import InputNode, OutputNode, RoutedOutputNode, output_node
 from fastflow._engine.nodes import (
     BranchNode,
     Clock,
@@ -37,14 +38,13 @@ from fastflow._engine.nodes import (
 from fastflow._engine.plan import CoreStep
 from fastflow._engine.snapshot import Recorded, Resume
 from fastflow.inputs import AbortExecution
-from fastflow.outputs import FixedPartitionedSink
 
 # How long to wait before polling again a partition that returned nothing
 # without saying when to come back: long enough not to spin a core.
 _IDLE_POLL_SECONDS = 0.001
 
-Commit = Callable[[int, List[Tuple[int, Recorded]], bool], None]  # epoch, what changed, last?
-Edge = Callable[[int], Tuple[Push, End]]  # worker index -> emit and end into a consumer
+Commit = Callable[[int, list[tuple[int, Recorded]], bool], None]  # epoch, what changed, last?
+Edge = Callable[[int], tuple[Push, End]]  # worker index -> emit and end into a consumer
 
 
 class Worker:
@@ -52,15 +52,15 @@ class Worker:
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self.inputs: List[InputNode] = []
-        self.outputs: List[OutputNode] = []
-        self.stateful: List[StatefulNode] = []
-        self.nodes: List[Node] = []
+        self.inputs: list[InputNode] = []
+        self.outputs: list[OutputNode] = []
+        self.stateful: list[StatefulNode] = []
+        self.nodes: list[Node] = []
 
     def build(
-        self, step: CoreStep, ports: Dict[str, Tuple[Push, End]], resume: Dict[str, Any],
+        self, step: CoreStep, ports: dict[str, tuple[Push, End]], resume: dict[str, Any],
         recording: bool,
-    ) -> Optional[Node]:
+    ) -> Node | None:
         """Add the node of ``step`` (``None`` for an input: it is polled, not run)."""
         kind, args, step_id = step.kind, step.args, step.step_id
         down, end = ports.get("down", (nothing, nothing))
@@ -96,13 +96,14 @@ class Worker:
         self.nodes.append(node)
         return node
 
-    def recorded(self) -> List[Tuple[int, Recorded]]:
+    def recorded(self) -> list[tuple[int, Recorded]]:
         """``(worker index, node)`` of every node whose state this worker commits."""
         index = self.clock.worker_index
-        return [(index, node) for node in (*self.inputs, *self.stateful, *self.outputs)]
+        nodes: list[Recorded] = [*self.inputs, *self.stateful, *self.outputs]
+        return [(index, node) for node in nodes]
 
 
-def _split(step: CoreStep, local_nodes: Sequence[Node], count: int) -> Optional[Split]:
+def _split(step: CoreStep, local_nodes: Sequence[Node], count: int) -> Split | None:
     """How batches into ``step`` are shared out among its ``count`` workers (``None``: local)."""
     step_id = step.step_id
     if count == 1:
@@ -111,8 +112,10 @@ def _split(step: CoreStep, local_nodes: Sequence[Node], count: int) -> Optional[
         return lambda batch: split_by_worker(batch, count, step_id)
     if step.kind == "redistribute":
         return RoundRobin(count)
-    if step.kind == "output" and isinstance(step.args["sink"], FixedPartitionedSink):
-        return local_nodes[0].split_by_owner  # type: ignore[attr-defined, no-any-return]
+    if step.kind == "output":
+        node = local_nodes[0]
+        if isinstance(node, RoutedOutputNode):  # the sink is a FixedPartitionedSink
+            return node.split_by_owner
     return None
 
 
@@ -122,7 +125,7 @@ def _edge(
     local_nodes: Sequence[Node],
     first: int,
     port: int,
-    peers: Optional[Peers],
+    peers: Peers | None,
 ) -> Edge:
     """The input ``port`` of plan step ``index``, as each local worker's producers see it.
 
@@ -142,7 +145,7 @@ def _edge(
     return lambda _worker: (exchange.emit, exchange.end)
 
 
-def _share(step: CoreStep, resume: Resume, count: int) -> List[Dict[str, Any]]:
+def _share(step: CoreStep, resume: Resume, count: int) -> list[dict[str, Any]]:
     """Each worker's part of ``step``'s resume state.
 
     Keyed state goes to the worker owning the key (whatever the worker count
@@ -155,11 +158,11 @@ def _share(step: CoreStep, resume: Resume, count: int) -> List[Dict[str, Any]]:
 
 
 def _build(
-    plan: List[CoreStep],
-    workers: List[Worker],
+    plan: list[CoreStep],
+    workers: list[Worker],
     resume: Resume,
     recording: bool,
-    peers: Optional[Peers] = None,
+    peers: Peers | None = None,
 ) -> None:
     """Build the local workers' nodes, from the last step back to the first.
 
@@ -168,7 +171,7 @@ def _build(
     """
     count = len(workers) if peers is None else peers.worker_count
     first = workers[0].clock.worker_index
-    consumers: Dict[str, List[Edge]] = {}
+    consumers: dict[str, list[Edge]] = {}
     for index in reversed(range(len(plan))):
         step = plan[index]
         shares = _share(step, resume, count)
@@ -192,7 +195,7 @@ def _build(
             built_backwards.reverse()  # back into plan order
 
 
-def _by_position(lists: Sequence[List[Any]]) -> List[Any]:
+def _by_position(lists: Sequence[list[Any]]) -> list[Any]:
     """Interleave the workers' nodes: each plan position on worker 0, 1, ..."""
     return [node for group in zip(*lists, strict=True) for node in group]
 
@@ -203,7 +206,7 @@ class Peers(Protocol):
     worker_count: int
     """Workers of the whole run, all processes."""
 
-    def slots(self, step: int, local_nodes: Sequence[Node], port_count: int) -> List[Any]:
+    def slots(self, step: int, local_nodes: Sequence[Node], port_count: int) -> list[Any]:
         """Plan step ``step``'s consumer on every worker of the run: local nodes, remote slots."""
         ...
 
@@ -224,7 +227,7 @@ class Pacer(Protocol):
         ...
 
     def after_round(
-        self, workers: Workers, worked: bool, live: List[InputNode], timed: List[StatefulNode]
+        self, workers: Workers, worked: bool, live: list[InputNode], timed: list[StatefulNode]
     ) -> bool:
         """Close epochs, wait when idle; return True when the run is over."""
         ...
@@ -239,22 +242,22 @@ class Workers:
 
     def __init__(
         self,
-        plan: List[CoreStep],
+        plan: list[CoreStep],
         worker_count: int,
         epoch: int,
         resume: Resume,
         recording: bool,
         first: int = 0,
-        count: Optional[int] = None,
-        peers: Optional[Peers] = None,
+        count: int | None = None,
+        peers: Peers | None = None,
     ) -> None:
         local = range(first, first + (worker_count if count is None else count))
         self.workers = [Worker(Clock(epoch, i, worker_count)) for i in local]
         _build(plan, self.workers, resume, recording, peers)
-        self.inputs: List[InputNode] = _by_position([w.inputs for w in self.workers])
-        self.outputs: List[OutputNode] = _by_position([w.outputs for w in self.workers])
-        self.stateful: List[StatefulNode] = _by_position([w.stateful for w in self.workers])
-        self.nodes: List[Node] = _by_position([w.nodes for w in self.workers])
+        self.inputs: list[InputNode] = _by_position([w.inputs for w in self.workers])
+        self.outputs: list[OutputNode] = _by_position([w.outputs for w in self.workers])
+        self.stateful: list[StatefulNode] = _by_position([w.stateful for w in self.workers])
+        self.nodes: list[Node] = _by_position([w.nodes for w in self.workers])
 
     @property
     def epoch(self) -> int:
@@ -290,10 +293,12 @@ class Workers:
         except AbortExecution:
             return
         finally:
-            for closable in (*self.inputs, *self.outputs):
-                closable.close()
+            for source in self.inputs:
+                source.close()
+            for sink in self.outputs:
+                sink.close()
 
-    def _due(self, timed: List[StatefulNode]) -> dict[Node, Callable[[], None]]:
+    def _due(self, timed: list[StatefulNode]) -> dict[Node, Callable[[], None]]:
         """The turn, with notifications, of each step that has keys due by now."""
         now = datetime.now(timezone.utc)
         return {
@@ -317,7 +322,7 @@ class Workers:
             node.notify(now)
             node.run()
 
-    def close_epoch(self) -> List[Tuple[int, Recorded]]:
+    def close_epoch(self) -> list[tuple[int, Recorded]]:
         """End the epoch on every local worker; return what changed in it, to snapshot."""
         now = time.time()
         for node in self.stateful:
@@ -327,7 +332,7 @@ class Workers:
             worker.clock.epoch += 1
         return recorded
 
-    def next_wake(self, live: List[InputNode], timed: List[StatefulNode]) -> Optional[float]:
+    def next_wake(self, live: list[InputNode], timed: list[StatefulNode]) -> float | None:
         """Seconds until a partition or a notification is due (``None``: nothing is)."""
         wakes = [w for w in (n.next_wake() for n in live) if w is not None]
         wakes += [w for w in (n.next_notify() for n in timed) if w is not None]
@@ -342,7 +347,7 @@ class Workers:
 class LocalPacer:
     """One process: epochs close by the clock; the run ends with its inputs."""
 
-    def __init__(self, interval: timedelta, commit: Optional[Commit]) -> None:
+    def __init__(self, interval: timedelta, commit: Commit | None) -> None:
         self._interval = interval.total_seconds()
         self._deadline = time.monotonic() + self._interval
         self._commit = commit
@@ -352,7 +357,7 @@ class LocalPacer:
         return True
 
     def after_round(
-        self, workers: Workers, worked: bool, live: List[InputNode], timed: List[StatefulNode]
+        self, workers: Workers, worked: bool, live: list[InputNode], timed: list[StatefulNode]
     ) -> bool:
         """Close the epoch when its time has come, or for good when all inputs ended."""
         if not live:

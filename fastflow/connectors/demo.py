@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import random
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Callable, List, Optional, Tuple
 
 from fastflow.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 __all__ = ["RandomMetricSource"]
 
-Metric = Tuple[str, float]
+Metric = tuple[str, float]
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class _RandomMetricPartition(StatefulSourcePartition[Metric, _RandomMetricState]
         self._next_random = next_random
         self._state = state
 
-    def next_batch(self) -> List[Metric]:
+    def next_batch(self) -> list[Metric]:
         state = self._state
         if state.count >= self._count:
             raise StopIteration()
@@ -65,7 +65,7 @@ class _RandomMetricPartition(StatefulSourcePartition[Metric, _RandomMetricState]
         self._state = _RandomMetricState(state.awake_at + self._interval, state.count + 1)
         return [(self._metric_name, value)]
 
-    def next_awake(self) -> Optional[datetime]:
+    def next_awake(self) -> datetime | None:
         return self._state.awake_at
 
     def snapshot(self) -> _RandomMetricState:
@@ -92,12 +92,12 @@ class RandomMetricSource(FixedPartitionedSource[Metric, _RandomMetricState]):
         self._count = count
         self._next_random = next_random
 
-    def list_parts(self) -> List[str]:
+    def list_parts(self) -> list[str]:
         """The single partition, named after the metric."""
         return [self._metric_name]
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: Optional[_RandomMetricState]
+        self, step_id: str, for_part: str, resume_state: _RandomMetricState | None
     ) -> StatefulSourcePartition[Metric, _RandomMetricState]:
         """Start emitting now, or continue from ``resume_state``."""
         if for_part != self._metric_name:

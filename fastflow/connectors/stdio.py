@@ -13,7 +13,7 @@ text
 from __future__ import annotations
 
 import sys
-from typing import Any, List
+from typing import Any
 
 from fastflow.inputs import DynamicSource, StatelessSourcePartition
 from fastflow.outputs import DynamicSink, StatelessSinkPartition
@@ -22,7 +22,7 @@ __all__ = ["StdInSource", "StdOutSink"]
 
 
 class _PrintPartition(StatelessSinkPartition[Any]):
-    def write_batch(self, items: List[Any]) -> None:
+    def write_batch(self, items: list[Any]) -> None:
         out = sys.stdout
         # One write of whole lines: processes sharing stdout (-p N) never split a line.
         out.write("\n".join(map(str, items)) + "\n")
@@ -43,8 +43,8 @@ class _LinePartition(StatelessSourcePartition[str]):
     def __init__(self, batch_size: int) -> None:
         self._batch_size = batch_size
 
-    def next_batch(self) -> List[str]:
-        lines = []
+    def next_batch(self) -> list[str]:
+        lines: list[str] = []
         for _ in range(self._batch_size):
             line = sys.stdin.readline()
             if not line:

@@ -17,20 +17,10 @@ Each example below runs as a doctest; they share this setup:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import (
-    Any,
-    Callable,
-    Dict,
-    Generic,
-    Iterable,
-    List,
-    Optional,
-    Tuple,
-    TypeVar,
-    overload,
-)
+from typing import Any, Generic, TypeVar, overload
 
 from fastflow._cext import ops as _ops
 from fastflow._engine.fastpaths import ExpiringBuilder
@@ -138,7 +128,7 @@ def input(  # noqa: A001 - Bytewax's name
             f"source of step {step_id!r} must subclass `fastflow.inputs.Source`; "
             f"got {type(source).__name__!r}"
         )
-    return _core_step("input", [], ("down",), source=source)
+    return _core_step("input", [], ("down",), source=source)[0]
 
 
 @operator(_core=True)
@@ -163,7 +153,7 @@ def output(step_id: str, up: Stream[X], sink: Sink[X]) -> None:
 
 @operator(_core=True)
 def flat_map_batch(
-    step_id: str, up: Stream[X], mapper: Callable[[List[X]], Iterable[Y]]
+    step_id: str, up: Stream[X], mapper: Callable[[list[X]], Iterable[Y]]
 ) -> Stream[Y]:
     """Transform whole batches: ``mapper`` gets a list of items, returns items to emit.
 
@@ -176,7 +166,7 @@ def flat_map_batch(
     """
     _check_stream("up", up)
     _check_callable(step_id, "mapper", mapper)
-    return _core_step("flat_map_batch", [up], ("down",), mapper=mapper)
+    return _core_step("flat_map_batch", [up], ("down",), mapper=mapper)[0]
 
 
 @dataclass(frozen=True)
@@ -221,7 +211,7 @@ def merge(step_id: str, *ups: Stream[Any]) -> Stream[Any]:
     """
     for up in ups:
         _check_stream("ups", up)
-    return _core_step("merge", list(ups), ("down",))
+    return _core_step("merge", list(ups), ("down",))[0]
 
 
 @operator(_core=True)
@@ -235,14 +225,14 @@ def redistribute(step_id: str, up: Stream[X]) -> Stream[X]:
     redist_eg.show: 1
     """
     _check_stream("up", up)
-    return _core_step("redistribute", [up], ("down",))
+    return _core_step("redistribute", [up], ("down",))[0]
 
 
 @operator(_core=True)
 def stateful_batch(
     step_id: str,
     up: KeyedStream[V],
-    builder: Callable[[Optional[S]], StatefulBatchLogic[V, W, S]],
+    builder: Callable[[S | None], StatefulBatchLogic[V, W, S]],
 ) -> KeyedStream[W]:
     """Run a :class:`StatefulBatchLogic` per key; the most general stateful operator.
 
@@ -267,7 +257,7 @@ def stateful_batch(
     """
     _check_stream("up", up)
     _check_callable(step_id, "builder", builder)
-    return _core_step("stateful_batch", [up], ("down",), builder=builder)
+    return _core_step("stateful_batch", [up], ("down",), builder=builder)[0]
 
 
 def _print_debug(step_id: str, item: Any, epoch: int, worker_index: int) -> None:
@@ -289,7 +279,7 @@ def inspect_debug(
     """
     _check_stream("up", up)
     _check_callable(step_id, "inspector", inspector)
-    return _core_step("inspect_debug", [up], ("down",), inspector=inspector)
+    return _core_step("inspect_debug", [up], ("down",), inspector=inspector)[0]
 
 
 # Stateless operators, composed from flat_map_batch.
@@ -347,7 +337,7 @@ def filter(  # noqa: A001
 
 
 @operator
-def filter_map(step_id: str, up: Stream[X], mapper: Callable[[X], Optional[Y]]) -> Stream[Y]:
+def filter_map(step_id: str, up: Stream[X], mapper: Callable[[X], Y | None]) -> Stream[Y]:
     """Map every item and drop the ``None`` results.
 
     >>> flow = Dataflow("filter_map_eg")
@@ -443,7 +433,7 @@ def filter_value(
 
 @operator
 def filter_map_value(
-    step_id: str, up: KeyedStream[V], mapper: Callable[[V], Optional[W]]
+    step_id: str, up: KeyedStream[V], mapper: Callable[[V], W | None]
 ) -> KeyedStream[W]:
     """Map the value of every pair, dropping pairs whose new value is ``None``.
 
@@ -517,7 +507,7 @@ class _RaisesPartition(StatelessSinkPartition[Any]):
     def __init__(self, step_id: str) -> None:
         self._step_id = step_id
 
-    def write_batch(self, items: List[Any]) -> None:
+    def write_batch(self, items: list[Any]) -> None:
         raise RuntimeError(f"`raises` step {self._step_id!r} got an item: {items[0]!r}")
 
 
@@ -539,8 +529,8 @@ def raises(step_id: str, up: Stream[Any]) -> None:
 def stateful(
     step_id: str,
     up: KeyedStream[V],
-    builder: Callable[[Optional[S]], StatefulLogic[V, W, S]],
-    ttl: Optional[timedelta] = None,
+    builder: Callable[[S | None], StatefulLogic[V, W, S]],
+    ttl: timedelta | None = None,
 ) -> KeyedStream[W]:
     """Run a :class:`StatefulLogic` per key, one value at a time.
 
@@ -566,7 +556,7 @@ def stateful(
     _check_callable(step_id, "builder", builder)
     expiry = check_ttl(step_id, ttl)
 
-    def per_key(resume: Optional[S]) -> ItemsAsBatch[V, W, S]:
+    def per_key(resume: S | None) -> ItemsAsBatch[V, W, S]:
         return ItemsAsBatch(builder, resume)
 
     return stateful_batch(
@@ -578,9 +568,9 @@ def stateful(
 def stateful_map(
     step_id: str,
     up: KeyedStream[V],
-    mapper: Callable[[Optional[S], V], Tuple[Optional[S], W]],
+    mapper: Callable[[S | None, V], tuple[S | None, W]],
     *,
-    ttl: Optional[timedelta] = None,
+    ttl: timedelta | None = None,
 ) -> KeyedStream[W]: ...
 
 
@@ -589,16 +579,19 @@ def stateful_map(
     step_id: str,
     up: KeyedStream[V],
     builder: Callable[[], S],
-    mapper: Callable[[S, V], Tuple[Optional[S], W]],
+    mapper: Callable[[S, V], tuple[S | None, W]],
+    /,
     *,
-    ttl: Optional[timedelta] = None,
+    ttl: timedelta | None = None,
 ) -> KeyedStream[W]: ...
 
 
+# The overloads give the result type; the implementation returns KeyedStream[Any] because
+# mypy cannot match a TypeVar used only in the result through @operator's ParamSpec.
 @operator
 def stateful_map(
-    step_id: str, up: KeyedStream[V], mapper: Any, *legacy: Any, ttl: Optional[timedelta] = None
-) -> KeyedStream[W]:
+    step_id: str, up: KeyedStream[V], mapper: Any, *legacy: Any, ttl: timedelta | None = None
+) -> KeyedStream[Any]:
     """Keep a state per key: ``mapper(state, value)`` returns ``(new_state, emit)``.
 
     A new key's state is ``None``; returning ``None`` as the new state forgets
@@ -648,8 +641,8 @@ def stateful_map(
 def stateful_flat_map(
     step_id: str,
     up: KeyedStream[V],
-    mapper: Callable[[Optional[S], V], Tuple[Optional[S], Iterable[W]]],
-    ttl: Optional[timedelta] = None,
+    mapper: Callable[[S | None, V], tuple[S | None, Iterable[W]]],
+    ttl: timedelta | None = None,
 ) -> KeyedStream[W]:
     """Like :func:`stateful_map`, but emit every item of the iterable ``mapper`` returns.
 
@@ -754,21 +747,21 @@ def min_final(
     return reduce_final("reduce_final", up, lambda a, b: b if by(b) < by(a) else a)
 
 
-class _CollectLogic(StatefulBatchLogic[V, List[V], Tuple[List[V], Optional[datetime]]]):
+class _CollectLogic(StatefulBatchLogic[V, list[V], tuple[list[V], datetime | None]]):
     """Buffer a key's values until ``max_size`` of them, or ``timeout`` after the first."""
 
     def __init__(
         self,
         timeout: timedelta,
         max_size: int,
-        resume: Optional[Tuple[List[V], Optional[datetime]]],
+        resume: tuple[list[V], datetime | None] | None,
     ) -> None:
         self._timeout = timeout
         self._max_size = max_size
         self._buffer, self._due = resume if resume is not None else ([], None)
 
-    def on_batch(self, values: List[V]) -> Tuple[Iterable[List[V]], bool]:
-        emits: List[List[V]] = []
+    def on_batch(self, values: list[V]) -> tuple[Iterable[list[V]], bool]:
+        emits: list[list[V]] = []
         for value in values:
             if self._due is None:
                 self._due = utc_now() + self._timeout
@@ -778,24 +771,24 @@ class _CollectLogic(StatefulBatchLogic[V, List[V], Tuple[List[V], Optional[datet
                 self._buffer, self._due = [], None
         return emits, not self._buffer
 
-    def on_notify(self) -> Tuple[Iterable[List[V]], bool]:
+    def on_notify(self) -> tuple[Iterable[list[V]], bool]:
         return self.on_eof()
 
-    def on_eof(self) -> Tuple[Iterable[List[V]], bool]:
+    def on_eof(self) -> tuple[Iterable[list[V]], bool]:
         emits, self._buffer, self._due = [self._buffer], [], None
         return emits, self.DISCARD
 
-    def notify_at(self) -> Optional[datetime]:
+    def notify_at(self) -> datetime | None:
         return self._due
 
-    def snapshot(self) -> Tuple[List[V], Optional[datetime]]:
+    def snapshot(self) -> tuple[list[V], datetime | None]:
         return (list(self._buffer), self._due)
 
 
 @operator
 def collect(
     step_id: str, up: KeyedStream[V], timeout: timedelta, max_size: int
-) -> KeyedStream[List[V]]:
+) -> KeyedStream[list[V]]:
     """Gather each key's values into lists of ``max_size``, or what came within ``timeout``.
 
     A list is emitted when it is full, ``timeout`` after its first value, or at
@@ -873,7 +866,7 @@ class TTLCache(Generic[K, V]):
     v_getter: Callable[[K], V]
     now_getter: Callable[[], datetime]
     ttl: timedelta
-    _cache: Dict[K, Tuple[datetime, V]] = field(default_factory=dict)
+    _cache: dict[K, tuple[datetime, V]] = field(default_factory=dict)
 
     def get(self, k: K) -> V:
         """Return the cached value of ``k``, fetching it if missing or older than ``ttl``."""

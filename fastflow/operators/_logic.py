@@ -10,8 +10,9 @@ with the raw state in a dict, instead of one logic object per key.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Callable, Generic, Iterable, List, Optional, Tuple, TypeVar
+from typing import Any, Generic, TypeVar
 
 from fastflow._engine.fastpaths import FoldSpec, MapSpec
 
@@ -19,7 +20,7 @@ V = TypeVar("V")
 W = TypeVar("W")
 S = TypeVar("S")
 
-_EMPTY: Tuple[Any, ...] = ()
+_EMPTY: tuple[Any, ...] = ()
 
 
 class _KeyLogic(ABC, Generic[W, S]):
@@ -28,15 +29,15 @@ class _KeyLogic(ABC, Generic[W, S]):
     RETAIN: bool = False
     DISCARD: bool = True
 
-    def on_notify(self) -> Tuple[Iterable[W], bool]:
+    def on_notify(self) -> tuple[Iterable[W], bool]:
         """Called once the time :meth:`notify_at` returned has passed."""
         return _EMPTY, self.RETAIN
 
-    def on_eof(self) -> Tuple[Iterable[W], bool]:
+    def on_eof(self) -> tuple[Iterable[W], bool]:
         """Called when the upstream has ended."""
         return _EMPTY, self.RETAIN
 
-    def notify_at(self) -> Optional[datetime]:
+    def notify_at(self) -> datetime | None:
         """When to call :meth:`on_notify` next (UTC), or ``None``; asked after every callback."""
         return None
 
@@ -53,7 +54,7 @@ class StatefulBatchLogic(_KeyLogic[W, S], Generic[V, W, S]):
     """
 
     @abstractmethod
-    def on_batch(self, values: List[V]) -> Tuple[Iterable[W], bool]:
+    def on_batch(self, values: list[V]) -> tuple[Iterable[W], bool]:
         """Handle this key's values of one batch, in arrival order."""
 
 
@@ -61,19 +62,19 @@ class StatefulLogic(_KeyLogic[W, S], Generic[V, W, S]):
     """Like :class:`StatefulBatchLogic`, one value at a time (for ``stateful``)."""
 
     @abstractmethod
-    def on_item(self, value: V) -> Tuple[Iterable[W], bool]:
+    def on_item(self, value: V) -> tuple[Iterable[W], bool]:
         """Handle one value."""
 
 
 class ItemsAsBatch(StatefulBatchLogic[V, W, S]):
     """Run a :class:`StatefulLogic` as a batch logic, rebuilding it after a discard."""
 
-    def __init__(self, builder: Callable[[Optional[S]], StatefulLogic[V, W, S]], resume: Any):
+    def __init__(self, builder: Callable[[S | None], StatefulLogic[V, W, S]], resume: Any):
         self._builder = builder
-        self._logic: Optional[StatefulLogic[V, W, S]] = builder(resume)
+        self._logic: StatefulLogic[V, W, S] | None = builder(resume)
 
-    def on_batch(self, values: List[V]) -> Tuple[Iterable[W], bool]:
-        emits: List[W] = []
+    def on_batch(self, values: list[V]) -> tuple[Iterable[W], bool]:
+        emits: list[W] = []
         for value in values:
             if self._logic is None:
                 self._logic = self._builder(None)
@@ -83,7 +84,7 @@ class ItemsAsBatch(StatefulBatchLogic[V, W, S]):
                 self._logic = None
         return emits, self._logic is None
 
-    def _forward(self, name: str) -> Tuple[Iterable[W], bool]:
+    def _forward(self, name: str) -> tuple[Iterable[W], bool]:
         if self._logic is None:
             return _EMPTY, self.DISCARD
         out, discard = getattr(self._logic, name)()
@@ -91,13 +92,13 @@ class ItemsAsBatch(StatefulBatchLogic[V, W, S]):
             self._logic = None
         return out, self._logic is None
 
-    def on_notify(self) -> Tuple[Iterable[W], bool]:
+    def on_notify(self) -> tuple[Iterable[W], bool]:
         return self._forward("on_notify")
 
-    def on_eof(self) -> Tuple[Iterable[W], bool]:
+    def on_eof(self) -> tuple[Iterable[W], bool]:
         return self._forward("on_eof")
 
-    def notify_at(self) -> Optional[datetime]:
+    def notify_at(self) -> datetime | None:
         return None if self._logic is None else self._logic.notify_at()
 
     def snapshot(self) -> S:
@@ -123,8 +124,8 @@ class _MapLogic(StatefulBatchLogic[Any, Any, Any]):
         self._spec = spec
         self._state = state
 
-    def on_batch(self, values: List[Any]) -> Tuple[Iterable[Any], bool]:
-        emits: List[Any] = []
+    def on_batch(self, values: list[Any]) -> tuple[Iterable[Any], bool]:
+        emits: list[Any] = []
         for value in values:
             if self._state is None and self._spec.init is not None:
                 # A new key, or one the mapper discarded earlier in this batch.
@@ -159,7 +160,7 @@ class _FoldLogic(StatefulBatchLogic[Any, Any, Any]):
         self._state = state
         self._has_state = state is not None
 
-    def on_batch(self, values: List[Any]) -> Tuple[Iterable[Any], bool]:
+    def on_batch(self, values: list[Any]) -> tuple[Iterable[Any], bool]:
         for value in values:
             if self._has_state:
                 self._state = self._spec.folder(self._state, value)
@@ -170,7 +171,7 @@ class _FoldLogic(StatefulBatchLogic[Any, Any, Any]):
             self._has_state = True
         return _EMPTY, self.RETAIN
 
-    def on_eof(self) -> Tuple[Iterable[Any], bool]:
+    def on_eof(self) -> tuple[Iterable[Any], bool]:
         return (self._state,), self.DISCARD
 
     def snapshot(self) -> Any:

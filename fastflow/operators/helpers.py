@@ -5,7 +5,8 @@ As ``bytewax.operators.helpers``.
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 __all__ = ["map_dict_value"]
 

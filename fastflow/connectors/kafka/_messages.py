@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Generic, List, Optional, Tuple, TypeVar
+from typing import Any, Generic, TypeVar
 
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
@@ -26,12 +25,12 @@ class KafkaSourceMessage(Generic[K, V]):
 
     key: K
     value: V
-    topic: Optional[str] = None
-    headers: List[Tuple[str, bytes]] = field(default_factory=list)
-    latency: Optional[float] = None
-    offset: Optional[int] = None
-    partition: Optional[int] = None
-    timestamp: Optional[Tuple[int, int]] = None
+    topic: str | None = None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    latency: float | None = None
+    offset: int | None = None
+    partition: int | None = None
+    timestamp: tuple[int, int] | None = None
 
     def to_sink(self) -> KafkaSinkMessage[K, V]:
         """Turn it into a message to write, keeping key, value and headers.
@@ -42,13 +41,16 @@ class KafkaSourceMessage(Generic[K, V]):
         return KafkaSinkMessage(key=self.key, value=self.value, headers=self.headers)
 
     def _with_key(self, key: K2) -> KafkaSourceMessage[K2, V]:
-        return dataclasses.replace(self, key=key)  # type: ignore[arg-type, return-value]
+        return self._with_key_and_value(key, self.value)
 
     def _with_value(self, value: V2) -> KafkaSourceMessage[K, V2]:
-        return dataclasses.replace(self, value=value)  # type: ignore[arg-type, return-value]
+        return self._with_key_and_value(self.key, value)
 
     def _with_key_and_value(self, key: K2, value: V2) -> KafkaSourceMessage[K2, V2]:
-        return dataclasses.replace(self, key=key, value=value)  # type: ignore[arg-type, return-value]
+        return KafkaSourceMessage(
+            key=key, value=value, topic=self.topic, headers=self.headers, latency=self.latency,
+            offset=self.offset, partition=self.partition, timestamp=self.timestamp,
+        )
 
 
 @dataclass(frozen=True)
@@ -64,19 +66,22 @@ class KafkaSinkMessage(Generic[K, V]):
 
     key: K
     value: V
-    topic: Optional[str] = None
-    headers: List[Tuple[str, bytes]] = field(default_factory=list)
-    partition: Optional[int] = None
+    topic: str | None = None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    partition: int | None = None
     timestamp: int = 0
 
     def _with_key(self, key: K2) -> KafkaSinkMessage[K2, V]:
-        return dataclasses.replace(self, key=key)  # type: ignore[arg-type, return-value]
+        return self._with_key_and_value(key, self.value)
 
     def _with_value(self, value: V2) -> KafkaSinkMessage[K, V2]:
-        return dataclasses.replace(self, value=value)  # type: ignore[arg-type, return-value]
+        return self._with_key_and_value(self.key, value)
 
     def _with_key_and_value(self, key: K2, value: V2) -> KafkaSinkMessage[K2, V2]:
-        return dataclasses.replace(self, key=key, value=value)  # type: ignore[arg-type, return-value]
+        return KafkaSinkMessage(
+            key=key, value=value, topic=self.topic, headers=self.headers,
+            partition=self.partition, timestamp=self.timestamp,
+        )
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional
+from collections.abc import Iterable
+from typing import Any, cast
 
 from confluent_kafka import KafkaError as ConfluentKafkaError
 from confluent_kafka import KafkaException, Message, Producer
@@ -17,14 +18,14 @@ RawSinkMessage = KafkaSinkMessage[Any, Any]
 _QUEUE_FULL_WAIT = 0.05
 
 
-def _at(partition: Optional[int]) -> str:
+def _at(partition: int | None) -> str:
     return "" if partition is None else f" partition {partition}"
 
 
 class _KafkaSinkPartition(StatelessSinkPartition[RawSinkMessage]):
     """One producer; a batch is written when every message of it is acknowledged."""
 
-    def __init__(self, step_id: str, producer: Producer, topic: Optional[str]) -> None:
+    def __init__(self, step_id: str, producer: Producer, topic: str | None) -> None:
         self._step_id = step_id
         self._producer = producer
         self._topic = topic
@@ -32,7 +33,7 @@ class _KafkaSinkPartition(StatelessSinkPartition[RawSinkMessage]):
         self._first_failure = ""
         self._on_delivery = self._delivered  # one bound method for every produce()
 
-    def _delivered(self, err: Optional[ConfluentKafkaError], message: Message) -> None:
+    def _delivered(self, err: ConfluentKafkaError | None, message: Message) -> None:
         if err is not None:
             if not self._failed:
                 self._first_failure = (
@@ -40,7 +41,7 @@ class _KafkaSinkPartition(StatelessSinkPartition[RawSinkMessage]):
                 )
             self._failed += 1
 
-    def write_batch(self, items: List[RawSinkMessage]) -> None:
+    def write_batch(self, items: list[RawSinkMessage]) -> None:
         """Produce every item, then wait until the brokers have acknowledged all of them.
 
         The wait is what makes the sink at-least-once: the engine commits an epoch
@@ -63,7 +64,7 @@ class _KafkaSinkPartition(StatelessSinkPartition[RawSinkMessage]):
                     "every KafkaSinkMessage must name its topic"
                 )
             if item.partition is None:
-                args: Dict[str, Any] = {}
+                args: dict[str, Any] = {}
             else:
                 args = {"partition": item.partition}
             while True:
@@ -72,7 +73,8 @@ class _KafkaSinkPartition(StatelessSinkPartition[RawSinkMessage]):
                         topic,
                         item.value,
                         item.key,
-                        headers=item.headers,
+                        # (str, bytes) pairs are valid headers; list invariance hides it.
+                        headers=cast("list[tuple[str, str | bytes | None]]", item.headers),
                         timestamp=item.timestamp,
                         on_delivery=on_delivery,
                         **args,
@@ -122,8 +124,8 @@ class KafkaSink(DynamicSink[RawSinkMessage]):
     def __init__(
         self,
         brokers: Iterable[str],
-        topic: Optional[str],
-        add_config: Optional[Dict[str, str]] = None,
+        topic: str | None,
+        add_config: dict[str, str] | None = None,
     ) -> None:
         if isinstance(brokers, str):
             raise TypeError(f"brokers must be an iterable of strings, not a string: {brokers!r}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Union
+from collections.abc import Iterable
+from typing import TypeAlias, cast
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
@@ -10,9 +11,9 @@ from confluent_kafka import KafkaError as ConfluentKafkaError
 from fastflow.connectors.kafka._messages import KafkaError, KafkaSourceMessage
 from fastflow.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-RawMessage = KafkaSourceMessage[Optional[bytes], Optional[bytes]]
-RawError = KafkaError[Optional[bytes], Optional[bytes]]
-RawItem = Union[RawMessage, RawError]
+RawMessage: TypeAlias = KafkaSourceMessage[bytes | None, bytes | None]
+RawError: TypeAlias = KafkaError[bytes | None, bytes | None]
+RawItem: TypeAlias = RawMessage | RawError
 
 # Seconds to wait for the brokers' answer about a topic's partitions or a partition's
 # end offset before giving up (librdkafka retries within it).
@@ -23,7 +24,7 @@ METADATA_TIMEOUT = 30.0
 _IGNORED_GROUP = "FASTFLOW_IGNORED"
 
 
-def _brokers_list(brokers: Iterable[str], what: str) -> List[str]:
+def _brokers_list(brokers: Iterable[str], what: str) -> list[str]:
     if isinstance(brokers, str):
         raise TypeError(f"{what} must be an iterable of strings, not a string: {brokers!r}")
     return list(brokers)
@@ -54,13 +55,13 @@ class _KafkaSourcePartition(StatefulSourcePartition[RawItem, int]):
         self._ended = False
         consumer.assign([TopicPartition(topic, index, offset)])
 
-    def next_batch(self) -> List[RawItem]:
+    def next_batch(self) -> list[RawItem]:
         if self._ended:
             raise StopIteration()
         # Never block: the engine polls every partition of every worker in one thread,
         # and sleeps by itself when none of them had anything.
         messages = self._consumer.consume(self._batch_size, 0)
-        batch: List[RawItem] = []
+        batch: list[RawItem] = []
         for message in messages:
             error = message.error()
             if error is not None:
@@ -72,19 +73,24 @@ class _KafkaSourcePartition(StatefulSourcePartition[RawItem, int]):
                         f"error reading Kafka topic {self._topic!r} partition {self._index}: "
                         f"{error.str()}"
                     )
+            # A consumed message's headers are (name, bytes) pairs or None; confluent-kafka
+            # types the getter as the producer's argument, which may also be a dict.
+            headers = cast("list[tuple[str, bytes]] | None", message.headers())
             item = KafkaSourceMessage(
                 key=message.key(),
                 value=message.value(),
                 topic=message.topic(),
-                headers=message.headers() or [],
+                headers=headers or [],
                 latency=message.latency(),
                 offset=message.offset(),
                 partition=message.partition(),
                 timestamp=message.timestamp(),
             )
             if error is None:
+                offset = message.offset()
+                assert offset is not None  # only errors have no offset
                 batch.append(item)
-                self._offset = message.offset() + 1
+                self._offset = offset + 1
             else:
                 # An error does not move the resume offset: a resume meets it again.
                 batch.append(KafkaError(error, item))
@@ -131,7 +137,7 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
         topics: Iterable[str],
         tail: bool = True,
         starting_offset: int = OFFSET_BEGINNING,
-        add_config: Optional[Dict[str, str]] = None,
+        add_config: dict[str, str] | None = None,
         batch_size: int = 1000,
         raise_on_errors: bool = True,
     ) -> None:
@@ -145,7 +151,7 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
         self._batch_size = batch_size
         self._raise_on_errors = raise_on_errors
 
-    def _consumer_config(self) -> Dict[str, object]:
+    def _consumer_config(self) -> dict[str, object]:
         return {
             "bootstrap.servers": ",".join(self._brokers),
             "group.id": _IGNORED_GROUP,
@@ -155,7 +161,7 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
             **self._add_config,
         }
 
-    def list_parts(self) -> List[str]:
+    def list_parts(self) -> list[str]:
         """One partition per Kafka partition, named ``"{index}-{topic}"``, in topic order.
 
         Topics are asked about one by one, so that a cluster that creates topics on
@@ -165,7 +171,7 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
         # A consumer, not an AdminClient: add_config holds consumer settings, which
         # would make an AdminClient warn.
         client = Consumer(self._consumer_config())
-        names: List[str] = []
+        names: list[str] = []
         try:
             for topic in self._topics:
                 try:
@@ -187,7 +193,7 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
         return names
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: Optional[int]
+        self, step_id: str, for_part: str, resume_state: int | None
     ) -> _KafkaSourcePartition:
         """Start a consumer at the resume offset, or at ``starting_offset`` without one."""
         index_text, _, topic = for_part.partition("-")

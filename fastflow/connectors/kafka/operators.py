@@ -16,8 +16,9 @@ extra dependencies are installed; fastflow does not provide Bytewax's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Generic, List, Optional, TypeVar, Union
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING
 from confluent_kafka import KafkaError as ConfluentKafkaError
@@ -46,9 +47,9 @@ E = TypeVar("E")
 K = TypeVar("K")
 V = TypeVar("V")
 
-Bytes = Optional[bytes]
+Bytes: TypeAlias = bytes | None
 # A confluent_kafka.serialization.Serializer or Deserializer, or any such callable.
-Serde = Callable[[Any, SerializationContext], Any]
+Serde: TypeAlias = Callable[[Any, SerializationContext], Any]
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,11 @@ def input(  # noqa: A001 - Bytewax's name
     step_id: str,
     flow: Dataflow,
     *,
-    brokers: List[str],
-    topics: List[str],
+    brokers: list[str],
+    topics: list[str],
     tail: bool = True,
     starting_offset: int = OFFSET_BEGINNING,
-    add_config: Optional[Dict[str, str]] = None,
+    add_config: dict[str, str] | None = None,
     batch_size: int = 1000,
 ) -> KafkaOpOut[KafkaSourceMessage[Bytes, Bytes], KafkaError[Bytes, Bytes]]:
     """Read Kafka topics, with consumer errors on a stream of their own.
@@ -111,11 +112,11 @@ def input(  # noqa: A001 - Bytewax's name
 @operator
 def output(
     step_id: str,
-    up: Stream[Union[KafkaSourceMessage[Bytes, Bytes], KafkaSinkMessage[Bytes, Bytes]]],
+    up: Stream[KafkaSourceMessage[Bytes, Bytes] | KafkaSinkMessage[Bytes, Bytes]],
     *,
-    brokers: List[str],
+    brokers: list[str],
     topic: str,
-    add_config: Optional[Dict[str, str]] = None,
+    add_config: dict[str, str] | None = None,
 ) -> None:
     """Write messages to a Kafka topic; read messages are written as ``to_sink()`` makes them.
 
@@ -125,7 +126,7 @@ def output(
     op.output("kafka_output", _to_sink("to_sink", up), KafkaSink(brokers, topic, add_config))
 
 
-def _context(message: Any, part: str) -> SerializationContext:
+def _context(message: Any, part: MessageField) -> SerializationContext:
     return SerializationContext(message.topic, part)
 
 
@@ -202,7 +203,7 @@ def _encoded(data: Any, what: str, message: Any) -> Any:
 @operator
 def serialize_key(
     step_id: str,
-    up: Stream[Union[KafkaSourceMessage[Any, V], KafkaSinkMessage[Any, V]]],
+    up: Stream[KafkaSourceMessage[Any, V] | KafkaSinkMessage[Any, V]],
     serializer: Serde,
 ) -> Stream[KafkaSinkMessage[bytes, V]]:
     """Encode every message's key, as messages to write; an error stops the run."""
@@ -217,7 +218,7 @@ def serialize_key(
 @operator
 def serialize_value(
     step_id: str,
-    up: Stream[Union[KafkaSourceMessage[K, Any], KafkaSinkMessage[K, Any]]],
+    up: Stream[KafkaSourceMessage[K, Any] | KafkaSinkMessage[K, Any]],
     serializer: Serde,
 ) -> Stream[KafkaSinkMessage[K, bytes]]:
     """Encode every message's value, as messages to write; an error stops the run."""
@@ -232,7 +233,7 @@ def serialize_value(
 @operator
 def serialize(
     step_id: str,
-    up: Stream[Union[KafkaSourceMessage[Any, Any], KafkaSinkMessage[Any, Any]]],
+    up: Stream[KafkaSourceMessage[Any, Any] | KafkaSinkMessage[Any, Any]],
     *,
     key_serializer: Serde,
     val_serializer: Serde,

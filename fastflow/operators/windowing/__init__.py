@@ -46,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone  # noqa: F401 - the examples use them
 from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from fastflow.dataflow import KeyedStream, Stream, operator
 from fastflow.operators import (
@@ -164,7 +164,7 @@ def window(
     window_eg.show: ('a', (1, 0))
     """
 
-    def build(resume: dict[str, Any] | None) -> KeyWindows[V, W]:
+    def build(resume: dict[str, Any] | None) -> KeyWindows[V]:
         return KeyWindows(clock, windower, builder, ordered, resume)
 
     events = stateful_batch("stateful_batch", up, build)
@@ -333,8 +333,11 @@ def reduce_window(
     def first_or_reduce(acc: V | None, value: V) -> V:
         return value if acc is None else reducer(acc, value)
 
+    # A window's accumulator is None only until its first value, which replaces it at once:
+    # merged and emitted accumulators are always values, hence V (not V | None) throughout.
+    no_value = cast("Callable[[], V]", _none)
     return fold_window(
-        "fold_window", up, clock, windower, _none, first_or_reduce, reducer, ordered=False
+        "fold_window", up, clock, windower, no_value, first_or_reduce, reducer, ordered=False
     )
 
 
