@@ -286,14 +286,15 @@ def cli_main(
     epoch_interval: timedelta | None = None,
     recovery_config: RecoveryConfig | None = None,
     processes: int = 1,
-    ray: Optional[RayOptions] = None,
+    ray: RayOptions | None = None,
 ) -> None:
     """Run ``flow`` as ``fastflow run`` does: ``processes`` local processes of ``-w`` workers.
 
     This is the Python way to use several cores: ``cli_main(flow, processes=4)`` forks 4
     worker processes and returns when the flow is done (raising ``ProcessFailed`` if one
-    of them raised or died). ``addresses`` and ``process_id`` (one call per machine, as in
-    Bytewax) support one process only.
+    of them raised or died). With ``ray=RayOptions(...)`` the processes are actors of a Ray
+    cluster instead (``fastflow run --ray``). ``addresses`` and ``process_id`` (one call per
+    machine, as in Bytewax) support one process only.
     """
     if addresses or process_id:
         from fastflow.testing import cluster_main

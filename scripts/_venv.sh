@@ -8,11 +8,11 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q "cython>=3.0" "setuptools>=64" ruff
-    .venv/bin/python -m pip install -q -e ".[test,bench,kafka]"
+    .venv/bin/python -m pip install -q -e ".[test,bench,kafka,ray]"
 fi
-# A .venv made before mypy joined the test extra lacks it: install the extras again.
-if [ ! -x .venv/bin/mypy ]; then
-    .venv/bin/python -m pip install -q -e ".[test,bench,kafka]"
+# A .venv made before an extra joined lacks it (mypy, Ray): install the extras again.
+if [ ! -x .venv/bin/mypy ] || [ ! -x .venv/bin/ray ]; then
+    .venv/bin/python -m pip install -q -e ".[test,bench,kafka,ray]"
 fi
 # Rebuild whatever extension changed since the last build (a no-op otherwise).
 .venv/bin/python setup.py -q build_ext --inplace >/dev/null 2>.venv/build.log || {

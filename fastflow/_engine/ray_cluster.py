@@ -147,7 +147,7 @@ class RayProcess:
     ) -> bool:
         """Run this process's workers until the driver says stop (see ``cluster.serve``)."""
         assert self._control is not None
-        sys.stdout = _Output(self._control)  # type: ignore[assignment]
+        sys.stdout = _Output(self._control)
         try:
             return serve(self._process, self._processes, per_process, plan, epoch, resume,
                          recording, part_count, self._control, self._sockets)
