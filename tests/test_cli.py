@@ -67,7 +67,8 @@ DOUBLED = "('double', 2)\n('double', 4)\n('double', 6)\n"
 TIMES_TEN = "('other', 10)\n('other', 20)\n('other', 30)\n"
 RUN_USAGE = """\
 usage: fastflow run [-h] [-r DB_DIR] [-s SECONDS] [-b SECONDS] [-w WORKERS]
-                    [-p PROCESSES]
+                    [-p PROCESSES] [--ray [ADDRESS]] [--max-restarts K]
+                    [--ray-placement {spread,pack}]
                     IMPORT_STR
 """
 
@@ -139,6 +140,7 @@ def test_run_help_names_every_option_and_its_environment_variable(tmp_path):
         ("-b SECONDS, --backup-interval SECONDS", "FASTFLOW_BACKUP_INTERVAL"),
         ("-w WORKERS, --workers-per-process WORKERS", "FASTFLOW_WORKERS_PER_PROCESS"),
         ("-p PROCESSES, --processes PROCESSES", "FASTFLOW_PROCESSES"),
+        ("--ray [ADDRESS]", "FASTFLOW_RAY_ADDRESS"),
     ]:
         assert flags in help_text
         assert f"[env {variable}]" in help_text

@@ -35,3 +35,14 @@ def test_the_binary_runs_several_processes_and_resumes_their_store(
     )
     again = sandbox.run(sandbox.exe, "run", "flow.py", "-p", "3", "-r", "db")
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")  # all input done
+
+
+def test_the_binary_says_ray_needs_the_pip_installed_command(
+    sandbox: Sandbox,  # noqa: F811
+) -> None:
+    sandbox.write("flow.py", FLOW)
+    proc = sandbox.run(sandbox.exe, "run", "flow.py", "--ray", "-p", "2")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2, "", "fastflow run: error: --ray needs the pip-installed fastflow command "
+        "(pip install 'fastflow[ray]'): this standalone executable does not include Ray\n",
+    )
