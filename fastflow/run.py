@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # imported lazily at run time, to keep start-up small
     from fastflow.dataflow import Dataflow
     from fastflow.recovery import RecoveryConfig
 
-__all__ = ["cli_main", "main"]
+__all__ = ["RayOptions", "cli_main", "main"]
 
 EXIT_OK, EXIT_FLOW_RAISED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -275,6 +275,15 @@ def run_command(args: argparse.Namespace, prog: str) -> int:
             sys.stdout.flush()
         except BrokenPipeError:
             _silence_stdout()
+
+
+def __getattr__(name: str) -> Any:
+    """``RayOptions`` is loaded on first use: the engine stays out of ``--help``'s start-up."""
+    if name == "RayOptions":
+        from fastflow._engine.execute import RayOptions
+
+        return RayOptions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def cli_main(
