@@ -191,3 +191,19 @@ def test_a_cluster_too_small_for_the_processes_is_refused(tmp_path: Path) -> Non
     finally:
         subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
 
+
+
+def test_cli_main_runs_on_ray_from_python(tmp_path: Path) -> None:
+    script = tmp_path / "run.py"
+    script.write_text(SUMS + textwrap.dedent("""
+        from fastflow.run import RayOptions, cli_main
+
+        if __name__ == "__main__":
+            cli_main(flow, processes=2, ray=RayOptions(placement="pack"))
+    """))
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    totals = dict(line.strip("()").replace("'", "").split(", ") for line in
+                  proc.stdout.splitlines())
+    assert totals == {str(k): str(sum(i for i in range(5000) if i % 7 == k)) for k in range(7)}
