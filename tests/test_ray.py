@@ -207,3 +207,43 @@ def test_cli_main_runs_on_ray_from_python(tmp_path: Path) -> None:
     totals = dict(line.strip("()").replace("'", "").split(", ") for line in
                   proc.stdout.splitlines())
     assert totals == {str(k): str(sum(i for i in range(5000) if i % 7 == k)) for k in range(7)}
+
+
+POISON = '''
+import fastflow.operators as op
+from fastflow.connectors.stdio import StdOutSink
+from fastflow.dataflow import Dataflow
+from fastflow.testing import TestingSource
+
+
+def _unavailable():
+    raise ImportError("No module named 'only_on_the_laptop'")
+
+
+class Lookup:
+    """Stands for an object whose module the actors cannot import."""
+
+    def __reduce__(self):
+        return (_unavailable, ())
+
+
+table = Lookup()
+flow = Dataflow("poison")
+s = op.map("use", op.input("inp", flow, TestingSource([1, 2])), lambda x: (table, x)[1])
+op.output("out", s, StdOutSink())
+'''
+
+
+def test_what_the_actors_cannot_import_is_named_with_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(POISON)
+    assert fastflow("init-recovery", "db", "1", cwd=tmp_path).returncode == 0
+    proc = fastflow("run", "flow.py", "--ray", "-p", "2", "-r", "db", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "restarting" not in proc.stderr  # it would fail the same way again
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("fastflow run: error: process ")
+    assert "No module named 'only_on_the_laptop'" in last
+    assert last.endswith(
+        "; the actors import what the flow uses: install it on every node, or ship its "
+        "directory with Ray's runtime_env (docs/distributed.md)"
+    )

@@ -51,16 +51,21 @@ from fastflow._engine.worker import Workers
 from fastflow._tracebacks import one_line, user_error, user_traceback
 
 _WAIT_SECONDS = 0.05  # longest a process waits for something when it has nothing to do
+_FAILURE_POLL_SECONDS = 0.5  # how often the coordinator asks a group without sentinels
 _PR_SET_PDEATHSIG = 1
 
 
 class ProcessFailed(RuntimeError):
     """A process of a ``-p N`` run raised or died; the others were stopped."""
 
-    def __init__(self, message: str, traceback_text: str | None = None) -> None:
+    def __init__(
+        self, message: str, traceback_text: str | None = None, *, died: bool = False
+    ) -> None:
         super().__init__(message)
         self.traceback_text = traceback_text
         """The failed process's traceback, if it raised (printed once by ``fastflow run``)."""
+        self.died = died
+        """Whether the process died (killed, its node lost), rather than failed on its own."""
 
 
 class Mesh:
@@ -342,7 +347,7 @@ class ForkedProcesses:
             how = "stopped answering"
         else:
             how = f"exited with code {exitcode}"
-        return ProcessFailed(f"process {process} of {self._processes} {how}")
+        return ProcessFailed(f"process {process} of {self._processes} {how}", died=True)
 
     def kill(self) -> None:
         """SIGKILL every process still running, and reap them."""
@@ -401,7 +406,11 @@ class Coordinator:
             timeout = None if closing is not None else max(0.0, deadline - time.monotonic())
             if self._committer is None and closing is None:
                 timeout = None
-            ready = wait([*self._controls, *self._group.sentinels()], timeout)
+            sentinels = self._group.sentinels()
+            if not sentinels:  # nothing to wait on for a death: look every so often
+                timeout = _FAILURE_POLL_SECONDS if timeout is None else min(
+                    timeout, _FAILURE_POLL_SECONDS)
+            ready = wait([*self._controls, *sentinels], timeout)
             for source in ready:
                 if not isinstance(source, Connection):
                     continue

@@ -42,6 +42,10 @@ from fastflow._engine.snapshot import Resume, load_resume
 from fastflow._engine.store import RecoveryStore
 
 _INDEX = struct.Struct("<I")
+_IMPORT_HINT = (
+    "; the actors import what the flow uses: install it on every node, or ship its "
+    "directory with Ray's runtime_env (docs/distributed.md)"
+)
 _CONNECT_SECONDS = 60.0
 
 
@@ -256,9 +260,15 @@ class RayActors:
             cause = "stopped"
         except self._ray.exceptions.GetTimeoutError:
             cause = "stopped answering"
+        except self._ray.exceptions.RayTaskError as ex:  # it could not even start serving
+            hint = _IMPORT_HINT if "No module named" in str(ex) else ""
+            return ProcessFailed(f"process {process} of {self._processes} (a Ray actor) "
+                                 f"failed: {_first_line(ex.cause or ex)}{hint}",
+                                 traceback_text=str(ex).rstrip("\n") + "\n")
         except Exception as ex:  # RayActorError and kin: the actor or its node died
             cause = f"died ({_first_line(ex)})"
-        return ProcessFailed(f"process {process} of {self._processes} (a Ray actor) {cause}")
+        return ProcessFailed(f"process {process} of {self._processes} (a Ray actor) {cause}",
+                             died=True)
 
     def kill(self) -> None:
         """Kill every actor and release their CPUs."""
@@ -372,8 +382,8 @@ def run_on_ray(
                          placement)
                 return
             except ProcessFailed as ex:
-                if open_store is None or ex.traceback_text is not None or restarts >= max_restarts:
-                    raise
+                if open_store is None or not ex.died or restarts >= max_restarts:
+                    raise  # no store to restart from, or it would fail the same way again
                 restarts += 1
                 log(f"{ex}; restarting from the last committed epoch "
                     f"(restart {restarts} of {max_restarts})")
