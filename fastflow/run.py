@@ -204,8 +204,8 @@ def _run(args: argparse.Namespace, prog: str) -> int:
     if args.process_id is not None or args.addresses is not None:
         raise _BadInput(
             "-i/--process-id and -a/--addresses (one command per machine) are not supported: "
-            "run several processes on this machine with -p N; more than one machine is "
-            "meant to run on Ray"
+            "run several processes on this machine with -p N, or on a Ray cluster with "
+            "--ray (docs/distributed.md)"
         )
     import fastflow.compat  # noqa: F401 - `bytewax` imports get fastflow if Bytewax is absent
 

@@ -381,8 +381,8 @@ BAD_INPUT = [
     (
         ["run", "-i", "0", "-a", "hosts.txt", "double.py"],
         "-i/--process-id and -a/--addresses (one command per machine) are not supported: "
-        "run several processes on this machine with -p N; more than one machine is "
-        "meant to run on Ray",
+        "run several processes on this machine with -p N, or on a Ray cluster with "
+        "--ray (docs/distributed.md)",
     ),
     (
         ["run", "-r", "nodir", "double.py"],
