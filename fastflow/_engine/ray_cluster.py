@@ -35,6 +35,7 @@ from types import ModuleType
 from typing import Any
 
 from fastflow._cext.routing import split_dict
+from fastflow._engine import wire
 from fastflow._engine.cluster import Coordinator, ProcessFailed, serve
 from fastflow._engine.committer import EpochCommitter
 from fastflow._engine.plan import CoreStep
@@ -106,9 +107,12 @@ class _Output:
 class RayProcess:
     """One worker process of the run, as a Ray actor (wrapped with ``ray.remote`` at use)."""
 
-    def __init__(self, process: int, processes: int) -> None:
+    def __init__(self, process: int, processes: int, directory: str) -> None:
         self._process = process
         self._processes = processes
+        if os.path.isdir(directory):  # relative paths in the flow mean what they mean there
+            os.chdir(directory)
+        wire.pickle_classes_by_value(_ray().cloudpickle.dumps)
         self._listener = socket.create_server((_node_address(), 0))
         self._sockets: dict[int, socket.socket] = {}
         self._control: Connection | None = None
@@ -202,7 +206,7 @@ class RayActors:
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     placement_group=self._group, placement_group_bundle_index=p
                 ),
-            ).remote(p, processes)
+            ).remote(p, processes, os.getcwd())
             for p in range(processes)
         ]
         self._serving: list[Any] = []

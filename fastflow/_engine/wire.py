@@ -20,6 +20,7 @@ import marshal
 import pickle
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 OUTBOX_LIMIT = 8 << 20
@@ -33,12 +34,32 @@ Frame = tuple[int, int, int, int, Any]
 """``(kind, step index, port, worker index, batch or None)`` as received."""
 
 
+_by_value: Callable[[Any], bytes] | None = None
+
+
+def pickle_classes_by_value(dumps: Callable[[Any], bytes]) -> None:
+    """Use ``dumps`` (a cloudpickle's) for batches plain pickle refuses.
+
+    Why: on a Ray actor the flow's own module is shipped by value, so instances of the
+    classes it defines pickle only by value too; ``pickle.loads`` reads the result wherever
+    that cloudpickle is importable, which it is on every actor.
+    """
+    global _by_value
+    _by_value = dumps
+
+
 def encode_batch(batch: list[Any]) -> tuple[int, bytes]:
     """``(flag, bytes)`` of a batch: marshal when it can, pickle otherwise."""
     try:
         return _MARSHALLED, marshal.dumps(batch, 4)
     except ValueError:
+        pass
+    try:
         return _PICKLED, pickle.dumps(batch, protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        if _by_value is None:
+            raise
+        return _PICKLED, _by_value(batch)
 
 
 def decode_batch(flag: int, payload: bytes | memoryview) -> list[Any]:
