@@ -11,6 +11,10 @@ CPU-bound map (some rounds of SHA-256 per item, ~0.4 µs each; none in the cheap
 key per item out of 100k keys, a running sum per key, and a sink that drops everything.
 Rounds alternate the order of the commands; the table shows medians and the speed-up of
 ``-p 2`` over ``-p 1``.
+
+With ``--ray``, it also starts a one-node Ray cluster (``ray start --head``, 2 CPUs) and
+times ``fastflow run flow.py --ray auto -p 2`` on the same flows, and on an empty flow to
+report Ray's start-up (joining the cluster, starting the actors) apart.
 """
 
 from __future__ import annotations
@@ -88,9 +92,11 @@ CASES = [
 
 
 def command(engine: str, python: str, processes: int) -> list[str]:
+    fastflow = str(Path(sys.executable).parent / "fastflow")
     if engine == "fastflow":
-        fastflow = Path(sys.executable).parent / "fastflow"
-        return [str(fastflow), "run", "flow.py", "-p", str(processes)]
+        return [fastflow, "run", "flow.py", "-p", str(processes)]
+    if engine == "fastflow --ray":
+        return [fastflow, "run", "flow.py", "--ray", "auto", "-p", str(processes)]
     return [python, "-m", "bytewax.testing", "flow.py", "-p", str(processes)]
 
 
@@ -98,16 +104,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bytewax-python", help="an interpreter with bytewax 0.21.1")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--ray", action="store_true", help="also on a local Ray cluster")
     args = parser.parse_args()
     if args.bytewax_python:  # the runs happen in a temporary directory
         args.bytewax_python = os.path.abspath(args.bytewax_python)
     engines = ["fastflow"] + (["bytewax"] if args.bytewax_python else [])
+    cases = list(CASES)
+    if args.ray:
+        engines.append("fastflow --ray")
+        cases.append(("empty flow (start-up alone)", 4, 0, ""))
+        ray = str(Path(sys.executable).parent / "ray")
+        subprocess.run([ray, "start", "--head", "--num-cpus", "2", "--include-dashboard",
+                        "false", "--disable-usage-stats"], check=True, capture_output=True)
+    try:
+        _table(args, engines, cases)
+    finally:
+        if args.ray:
+            subprocess.run([ray, "stop", "--force"], capture_output=True)
+
+
+def _table(args: argparse.Namespace, engines: list[str],
+           cases: list[tuple[str, int, int, str]]) -> None:
     print("| flow | engine | -p 1 (s) | -p 2 (s) | -p 1 / -p 2 | target |")
     print("|---|---|---:|---:|---:|---|")
-    for label, items, work, target in CASES:
+    for label, items, work, target in cases:
         for engine in engines:
             with tempfile.TemporaryDirectory() as tmp:
-                Path(tmp, "flow.py").write_text(FLOW.format(engine=engine, items=items,
+                module = "bytewax" if engine == "bytewax" else "fastflow"
+                Path(tmp, "flow.py").write_text(FLOW.format(engine=module, items=items,
                                                             work=work))
                 times: dict[int, list[float]] = {1: [], 2: []}
                 for r in range(args.rounds):
