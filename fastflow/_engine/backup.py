@@ -32,7 +32,7 @@ from fastflow._engine.partitions import (
     InconsistentPartitionsError,
     PartitionsExistError,
     RecoveryError,
-    _fsync_dir,
+    fsync_dir,
     connect_ro,
     names,
 )
@@ -74,12 +74,12 @@ def backup_store(db_dir: Path | str, dest: Path | str) -> BackedUp:
     building = parent / f".{dest.name}.backup-{uuid.uuid4().hex[:12]}"
     try:
         resume_epoch, attempts = _copy_checked(paths, building, db_dir, dest)
-        _fsync_dir(building)
+        fsync_dir(building)
         os.rename(building, dest)  # replaces an empty directory, atomically
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
-    _fsync_dir(parent)
+    fsync_dir(parent)
     return BackedUp(len(paths), resume_epoch, attempts)
 
 

@@ -75,8 +75,10 @@ MAX_PARTITIONS = 4096
 APPLICATION_ID = 0x66666C77
 """SQLite ``application_id`` of a partition ("fflw"), so tools like ``file`` can tell."""
 
-_PART_RE = re.compile(r"part-(0|[1-9][0-9]*)\.sqlite3")
-_SIDE_FILES = ("-wal", "-shm", "-journal")
+PART_RE = re.compile(r"part-(0|[1-9][0-9]*)\.sqlite3")
+"""The name of a partition file; the group is its index."""
+SIDE_FILES = ("-wal", "-shm", "-journal")
+"""Suffixes of the files SQLite keeps beside a partition."""
 _INIT_DIR_PREFIX = ".init-"
 _TABLES = ("meta", "executions", "frontiers", "changesets")
 
@@ -170,7 +172,7 @@ def find_parts(db_dir: Path) -> dict[int, Path]:
         raise NoPartitionsError(f"recovery directory {db_dir} does not exist; {_init_hint(db_dir)}")
     found = {}
     for path in db_dir.iterdir():
-        match = _PART_RE.fullmatch(path.name)
+        match = PART_RE.fullmatch(path.name)
         if match:
             found[int(match.group(1))] = path
         elif path.name.startswith(_INIT_DIR_PREFIX):
@@ -187,7 +189,7 @@ def find_parts(db_dir: Path) -> dict[int, Path]:
 
 
 def _remove_with_side_files(path: Path) -> None:
-    for suffix in ("", *_SIDE_FILES):
+    for suffix in ("", *SIDE_FILES):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
@@ -442,7 +444,7 @@ def init_db_dir(db_dir: Path | str, count: int, *, force: bool = False) -> list[
         init_id, created = uuid.uuid4().hex, now_iso()
         for index in range(count):
             _create_partition(_part_path(building, index), index, count, init_id, created)
-        _fsync_dir(building)
+        fsync_dir(building)
         part0 = _part_path(db_dir, 0)
         lock = DirLock(part0) if part0.exists() else None
         try:
@@ -454,7 +456,7 @@ def init_db_dir(db_dir: Path | str, count: int, *, force: bool = False) -> list[
             moving = True
             for index in reversed(range(count)):
                 os.replace(_part_path(building, index), _part_path(db_dir, index))
-            _fsync_dir(db_dir)
+            fsync_dir(db_dir)
             moving = False
         finally:
             if lock is not None:
@@ -465,7 +467,8 @@ def init_db_dir(db_dir: Path | str, count: int, *, force: bool = False) -> list[
     return [_part_path(db_dir, index) for index in range(count)]
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make the entries of directory ``path`` (files created, renamed) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -36,12 +36,12 @@ import orjson
 from fastflow._cext.routing import split_dict
 from fastflow._engine.export import live_states
 from fastflow._engine.partitions import (
-    _PART_RE,
-    _SIDE_FILES,
+    PART_RE,
+    SIDE_FILES,
     DirLock,
     InconsistentPartitionsError,
     RecoveryError,
-    _fsync_dir,
+    fsync_dir,
     check_writable,
     find_parts,
     init_db_dir,
@@ -50,7 +50,7 @@ from fastflow._engine.partitions import (
 from fastflow._engine.state_edit import change_sets
 from fastflow._engine.store import Execution, RecoveryStore
 
-_STORE_FILE = re.compile(f"{_PART_RE.pattern}({'|'.join(_SIDE_FILES)})?")
+_STORE_FILE = re.compile(f"{PART_RE.pattern}({'|'.join(SIDE_FILES)})?")
 """A partition file or one of SQLite's files beside it: what a store directory may hold."""
 
 
@@ -102,7 +102,7 @@ def repartition_store(db_dir: Path | str, count: int) -> Repartitioned:
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
             raise
-        _fsync_dir(db_dir.parent)
+        fsync_dir(db_dir.parent)
     finally:
         lock.release()
     shutil.rmtree(building)  # the old store, now
