@@ -32,8 +32,8 @@ from fastflow._engine.partitions import (
     InconsistentPartitionsError,
     PartitionsExistError,
     RecoveryError,
-    fsync_dir,
     connect_ro,
+    fsync_dir,
     names,
 )
 from fastflow._engine.store import RecoveryStore

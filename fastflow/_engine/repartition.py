@@ -41,9 +41,9 @@ from fastflow._engine.partitions import (
     DirLock,
     InconsistentPartitionsError,
     RecoveryError,
-    fsync_dir,
     check_writable,
     find_parts,
+    fsync_dir,
     init_db_dir,
     names,
 )
