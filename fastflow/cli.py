@@ -248,8 +248,12 @@ def _state_command(args: argparse.Namespace) -> int:
     except StoreWriteError as ex:
         print(f"{name}: error: {ex}", file=sys.stderr)
         return EXIT_FLOW_RAISED
-    except (RecoveryError, ValueError, OSError) as ex:
+    except (RecoveryError, ValueError) as ex:
         print(f"{name}: error: {ex}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as ex:  # a file named on the command line, such as import's FILE
+        where = f"{ex.filename}: " if ex.filename else ""
+        print(f"{name}: error: {where}{ex.strerror or ex}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

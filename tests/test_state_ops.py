@@ -334,7 +334,9 @@ def test_import_of_an_empty_file_changes_nothing(tmp_path: Path) -> None:
     assert ok("recovery", "import", "db", "edit.jsonl", cwd=tmp_path) == (
         "edit.jsonl holds no state lines; nothing was changed\n")
     assert rows(tmp_path / "db") == before
-    assert "No such file" in refused("recovery", "import", "db", "missing.jsonl", cwd=tmp_path)
+    assert refused("recovery", "import", "db", "missing.jsonl", cwd=tmp_path) == (
+        "fastflow recovery import: error: missing.jsonl: No such file or directory\n"
+    )
 
 
 def test_offline_commands_refuse_a_store_in_use(
