@@ -334,8 +334,9 @@ def cluster_main(
     """
     if len(addresses) > 1:
         raise NotImplementedError(
-            "fastflow runs all workers in one process for now; "
-            f"got {len(addresses)} addresses"
+            f"cluster_main runs one process; got {len(addresses)} addresses. For several "
+            "processes use fastflow.run.cli_main(flow, processes=N) (`fastflow run -p N`), "
+            "and for several machines `fastflow run --ray` (docs/distributed.md)"
         )
     if proc_id != 0:
         raise ValueError(f"proc_id must be 0 in a one-process cluster; got {proc_id}")
@@ -347,3 +348,11 @@ def cluster_main(
         recovery_config=recovery_config,
         worker_count=worker_count_per_proc,
     )
+
+
+if __name__ == "__main__":  # `python -m fastflow.testing FLOW -p N`, as Bytewax's testing module
+    import sys
+
+    from fastflow.run import main
+
+    sys.exit(main(prog="python -m fastflow.testing"))

@@ -280,3 +280,11 @@ def test_cli_main_rejects_a_bad_process_count() -> None:
     op.output("out", op.input("inp", flow, TestingSource([1])), TestingSink([]))
     with pytest.raises(ValueError, match="processes must be a whole number >= 1; got 0"):
         cli_main(flow, processes=0)
+
+
+def test_python_m_fastflow_testing_runs_processes_as_bytewax_testing_does(tmp_path: Path) -> None:
+    write_flow(tmp_path, n=100)
+    proc = subprocess.run([sys.executable, "-m", "fastflow.testing", "flow.py", "-p", "2",
+                           "-w", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert last_totals(tmp_path / "sums.out") == expected_sums(100)
