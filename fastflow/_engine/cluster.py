@@ -229,6 +229,7 @@ def serve(
         workers = Workers(plan, processes * per_process, epoch, resume, recording,
                           first=process * per_process, count=per_process, peers=mesh)
         workers.run(ProcessPacer(mesh, control, part_count if recording else 0))
+        sys.stdout.flush()  # before "exited": the coordinator stops listening after it
         control.send(("exited",))
         return True
     except BaseException as ex:  # noqa: BLE001 - reported to the coordinator
