@@ -87,3 +87,12 @@ def test_notification_time_survives_a_resume(tmp_path: Any) -> None:
         run_main(flow, epoch_interval=TINY_EPOCH, recovery_config=RecoveryConfig(tmp_path))
         outs.append(out)
     assert outs == [[], [("a", [1]), ("a", [2])]]
+
+
+def test_collect_can_wait_forever(run_items: Any) -> None:
+    # timedelta.max used to overflow the due time (now + timeout); it saturates instead.
+    out = run_items(
+        [("a", 1), ("a", 2), ("a", 3)],
+        lambda s: op.collect("c", s, timedelta.max, 2),
+    )
+    assert out == [("a", [1, 2]), ("a", [3])]

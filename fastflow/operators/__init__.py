@@ -41,6 +41,7 @@ from fastflow.operators._logic import (
     StatefulBatchLogic,
     StatefulLogic,
 )
+from fastflow.operators._time import shift
 from fastflow.operators._util import add, identity, utc_now, zero
 from fastflow.outputs import DynamicSink, Sink, StatelessSinkPartition
 
@@ -764,7 +765,7 @@ class _CollectLogic(StatefulBatchLogic[V, list[V], tuple[list[V], datetime | Non
         emits: list[list[V]] = []
         for value in values:
             if self._due is None:
-                self._due = utc_now() + self._timeout
+                self._due = shift(utc_now(), self._timeout)  # timedelta.max: forever
             self._buffer.append(value)
             if len(self._buffer) >= self._max_size:
                 emits.append(self._buffer)

@@ -57,6 +57,7 @@ from fastflow.operators import (
     stateful_batch,
 )
 from fastflow.operators._join import JoinState, check_join, tag_and_merge
+from fastflow.operators._time import UTC_MAX, UTC_MIN, ZERO_TD
 from fastflow.operators._util import add, identity, zero
 from fastflow.operators.windowing._clocks import Clock, ClockLogic, EventClock, SystemClock
 from fastflow.operators.windowing._state import (
@@ -67,7 +68,6 @@ from fastflow.operators.windowing._state import (
     WindowLogic,
     unwrap,
 )
-from fastflow.operators.windowing._time import UTC_MAX, UTC_MIN, ZERO_TD
 from fastflow.operators.windowing._windowers import (
     LATE_SESSION_ID,
     SessionWindower,

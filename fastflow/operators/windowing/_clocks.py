@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from fastflow.operators._time import UTC_MAX, UTC_MIN, shift, shift_back
 from fastflow.operators._util import identity, utc_now
-from fastflow.operators.windowing._time import UTC_MAX, UTC_MIN, shift, shift_back
 
 V = TypeVar("V")
 S = TypeVar("S")

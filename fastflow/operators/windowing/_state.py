@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from fastflow.operators._logic import StatefulBatchLogic
+from fastflow.operators._time import UTC_MIN
 from fastflow.operators.windowing._clocks import Clock
-from fastflow.operators.windowing._time import UTC_MIN
 from fastflow.operators.windowing._windowers import Windower
 
 V = TypeVar("V")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from fastflow.operators.windowing._time import MICROSECOND, UTC_MAX, ZERO_TD, after, shift
+from fastflow.operators._time import MICROSECOND, UTC_MAX, ZERO_TD, after, shift
 
 S = TypeVar("S")
 

@@ -1,8 +1,8 @@
 """The ends of time, and datetime arithmetic that saturates at them instead of overflowing.
 
-A clock may wait forever (``timedelta.max``) and a timestamp may be
-``datetime.max``: every sum of a datetime and a duration in the windowing
-operators goes through these helpers, as Bytewax's clocks saturate.
+A clock may wait forever (``timedelta.max``), a timestamp may be ``datetime.max``
+and ``collect`` may wait forever too: every sum of a datetime and a duration in
+the operators goes through these helpers, as Bytewax's clocks saturate.
 """
 
 from __future__ import annotations
