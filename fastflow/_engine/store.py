@@ -475,12 +475,12 @@ class RecoveryStore:
         conn.execute("UPDATE meta SET value = ? WHERE key = 'gc_horizon'", (base,))
         return int(base)
 
-    def compact(self, index: int, *, force: bool = False) -> bool:
+    def compact(self, index: int) -> bool:
         """Fold partition ``index``'s deltas into a new base if they outgrew the last one.
 
         Returns whether it did. The new base is at the last epoch every worker of this
         execution has committed here; the deltas folded stay until GC passes the base, so
-        the backup window keeps working. ``force`` folds whatever deltas there are.
+        the backup window keeps working.
         """
         self._check_started()
         part = self._parts[index]
@@ -498,7 +498,7 @@ class RecoveryStore:
             " FROM changesets WHERE epoch >= :b AND epoch <= :at",
             {"b": base, "at": at},
         ).fetchone()
-        if not deltas or not (force or delta_bytes > base_bytes or deltas > MAX_DELTAS):
+        if not deltas or not (delta_bytes > base_bytes or deltas > MAX_DELTAS):
             return False
         merged: dict[str, dict[str, object]] = {}
         for _, _, step_id, _, blob in self.changes_to_apply(index, at + 1):
