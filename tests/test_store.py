@@ -1261,9 +1261,9 @@ def test_committer_commits_in_order_on_another_thread(
             calls.append(("commit", epoch, workers, gc_before, threading.current_thread().name))
             real_commit(epoch, workers, changes, gc_before=gc_before)
 
-        def spy_compact(index: int, force: bool = False) -> bool:
+        def spy_compact(index: int) -> bool:
             calls.append(("compact", index, threading.current_thread().name))
-            return real_compact(index, force=force)
+            return real_compact(index)
 
         monkeypatch.setattr(store, "commit", spy_commit)
         monkeypatch.setattr(store, "compact", spy_compact)
