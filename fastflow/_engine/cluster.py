@@ -34,7 +34,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
@@ -539,6 +539,38 @@ def _merge(per_process: Any) -> list[list[ChangeSet]]:
     return merged
 
 
+StartGroup = Callable[[int, Resume, bool, int], ProcessGroup]
+"""Starts the processes: ``(epoch, resume state, recording, partition count) -> group``."""
+
+
+def run_group(
+    start: StartGroup,
+    processes: int,
+    per_process: int,
+    interval: timedelta,
+    store: RecoveryStore | None,
+    backup_epochs: int,
+) -> None:
+    """Start a group of processes and coordinate it to the end, committing to ``store``.
+
+    The group starts before the committer's thread does: forking must not copy a thread.
+    """
+    if store is None:
+        Coordinator(start(1, {}, False, 0), interval, 1, None).run()
+        return
+    worker_count = processes * per_process
+    resumed = store.start_execution(worker_count=worker_count)
+    resume = load_resume(store, resumed.epoch)
+    committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
+    try:
+        group = start(resumed.epoch, resume, True, store.part_count)
+        committer.compact()  # what the last run left, while this one starts
+        Coordinator(group, interval, resumed.epoch, committer).run()
+        committer.wait()
+    finally:
+        committer.close()
+
+
 def run_processes(
     plan: list[CoreStep],
     processes: int,
@@ -548,19 +580,9 @@ def run_processes(
     backup_epochs: int,
 ) -> None:
     """Run ``plan`` on ``processes`` forked processes of ``per_process`` workers each."""
-    if store is None:
-        group = ForkedProcesses(plan, processes, per_process, 1, {}, False, 0)
-        Coordinator(group, interval, 1, None).run()
-        return
-    worker_count = processes * per_process
-    start = store.start_execution(worker_count=worker_count)
-    resume = load_resume(store, start.epoch)
-    committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
-    try:
-        group = ForkedProcesses(plan, processes, per_process, start.epoch, resume, True,
-                                store.part_count)
-        committer.compact()  # what the last run left, while this one starts
-        Coordinator(group, interval, start.epoch, committer).run()
-        committer.wait()
-    finally:
-        committer.close()
+
+    def fork(epoch: int, resume: Resume, recording: bool, part_count: int) -> ProcessGroup:
+        return ForkedProcesses(plan, processes, per_process, epoch, resume, recording,
+                               part_count)
+
+    run_group(fork, processes, per_process, interval, store, backup_epochs)

@@ -36,10 +36,9 @@ from typing import Any
 
 from fastflow._cext.routing import split_dict
 from fastflow._engine import wire
-from fastflow._engine.cluster import Coordinator, ProcessFailed, serve
-from fastflow._engine.committer import EpochCommitter
+from fastflow._engine.cluster import ProcessFailed, run_group, serve
 from fastflow._engine.plan import CoreStep
-from fastflow._engine.snapshot import Resume, load_resume
+from fastflow._engine.snapshot import Resume
 from fastflow._engine.store import RecoveryStore
 
 _INDEX = struct.Struct("<I")
@@ -405,20 +404,12 @@ def _attempt(
     backup_epochs: int,
     placement: str,
 ) -> None:
+    def start(epoch: int, resume: Resume, recording: bool, part_count: int) -> RayActors:
+        return RayActors(plan, processes, per_process, epoch, resume, recording, part_count,
+                         placement)
+
     if open_store is None:
-        actors = RayActors(plan, processes, per_process, 1, {}, False, 0, placement)
-        Coordinator(actors, interval, 1, None).run()
+        run_group(start, processes, per_process, interval, None, backup_epochs)
         return
-    worker_count = processes * per_process
     with open_store() as store:
-        start = store.start_execution(worker_count=worker_count)
-        resume = load_resume(store, start.epoch)
-        committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
-        try:
-            actors = RayActors(plan, processes, per_process, start.epoch, resume, True,
-                               store.part_count, placement)
-            committer.compact()
-            Coordinator(actors, interval, start.epoch, committer).run()
-            committer.wait()
-        finally:
-            committer.close()
+        run_group(start, processes, per_process, interval, store, backup_epochs)
