@@ -7,13 +7,16 @@ if [ ! -x .venv/bin/python ]; then
     echo "setting up .venv (first run only)..." >&2
     "$PY" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q "cython>=3.0" "setuptools>=64" ruff
+    .venv/bin/python -m pip install -q "cython>=3.0" "setuptools>=77" ruff
     .venv/bin/python -m pip install -q -e ".[test,bench,kafka,ray]"
 fi
 # A .venv made before an extra joined lacks it (mypy, Ray): install the extras again.
 if [ ! -x .venv/bin/mypy ] || [ ! -x .venv/bin/ray ]; then
     .venv/bin/python -m pip install -q -e ".[test,bench,kafka,ray]"
 fi
+# setup.py reads pyproject.toml's SPDX licence string, which needs setuptools 77.
+.venv/bin/python -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 77)' \
+    || .venv/bin/python -m pip install -q "setuptools>=77"
 # Rebuild whatever extension changed since the last build (a no-op otherwise).
 .venv/bin/python setup.py -q build_ext --inplace >/dev/null 2>.venv/build.log || {
     cat .venv/build.log >&2
