@@ -8,7 +8,7 @@ The API mirrors Bytewax 0.21 (``fastflow.dataflow``, ``fastflow.operators``,
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 import importlib.util as _util
 

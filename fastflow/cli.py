@@ -19,6 +19,7 @@ from typing import Any
 
 import fastflow
 from fastflow._pythonpath import add_python_path_argument, extend_sys_path
+from fastflow._stdout import guard_stdout
 from fastflow.recovery import INIT_DESCRIPTION, add_init_arguments, init_command
 from fastflow.run import (
     EXIT_BAD_INPUT,
@@ -36,13 +37,26 @@ from fastflow.visualize import (
 PROG = "fastflow"
 
 
+class _Version(argparse.Action):
+    """``--version``: fastflow's version and the recovery store format it reads and writes."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from fastflow._engine.partitions import SCHEMA_VERSION  # not paid by other commands
+
+        print(f"fastflow {fastflow.__version__} (recovery store format {SCHEMA_VERSION})")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Fast stream processing with durable, resumable state.",
         epilog="Run `fastflow COMMAND --help` for the options of a command.",
     )
-    parser.add_argument("--version", action="version", version=f"fastflow {fastflow.__version__}")
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
     add_python_path_argument(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -84,7 +98,34 @@ def _parser() -> argparse.ArgumentParser:
             "visualize", help="print a diagram of a dataflow", description=VISUALIZE_DESCRIPTION
         )
     )
+    compat = commands.add_parser(
+        "compat",
+        help="make `bytewax` mean fastflow in every Python of this environment (or stop)",
+        description="`enable` makes `import bytewax...` and `python -m bytewax.run` / "
+        "`python -m bytewax.testing` use fastflow in every Python of this environment, by "
+        "a .pth file in its site-packages; `disable` removes it. Refused when the real "
+        "Bytewax is installed here. `fastflow run` needs neither: it serves `bytewax` "
+        "imports by itself.",
+    )
+    compat.add_argument("action", choices=("enable", "disable"))
     return parser
+
+
+def _compat(args: argparse.Namespace) -> int:
+    from fastflow._bytewax_alias import AliasRefused, disable, enable, site_packages
+
+    if args.action == "disable":
+        removed = disable(site_packages())
+        print(f"removed {removed}" if removed else "the alias was not enabled; nothing to do")
+        return 0
+    try:
+        path = enable(site_packages())
+    except (AliasRefused, OSError) as ex:
+        print(f"{PROG} compat: error: {ex}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"wrote {path}: `bytewax` now means fastflow in this environment "
+          f"(undo with `{PROG} compat disable`)")
+    return 0
 
 
 def _add_state_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -251,6 +292,8 @@ def _state_command(args: argparse.Namespace) -> int:
     except (RecoveryError, ValueError) as ex:
         print(f"{name}: error: {ex}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        raise  # stdout's reader went away: main says so, as for every command
     except OSError as ex:  # a file named on the command line, such as import's FILE
         where = f"{ex.filename}: " if ex.filename else ""
         print(f"{name}: error: {where}{ex.strerror or ex}", file=sys.stderr)
@@ -289,19 +332,50 @@ def _recovery_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``fastflow`` command; returns the exit code."""
-    args = _parser().parse_args(argv)
-    extend_sys_path(args.python_path)
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; an unknown option is reported with the usage of its own command.
+
+    (argparse would report it with ``fastflow``'s usage, which does not list the option.)
+    """
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = parser
+        for name in (args.command, getattr(args, "recovery_command", None)):
+            if name is not None:
+                command = _subcommand(command, name)
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def _subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The parser of command ``name`` under ``parser``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]  # type: ignore[no-any-return]
+    return parser
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return run_command(args, f"{PROG} run")
     if args.command == "init-recovery":
         return init_command(args, f"{PROG} init-recovery")
     if args.command == "visualize":
         return visualize_command(args, f"{PROG} visualize")
+    if args.command == "compat":
+        return _compat(args)
     if args.recovery_command == "upgrade":
         return _recovery_upgrade(args)
     if args.recovery_command in _STATE_COMMANDS:
         return _state_command(args)
     return _recovery_status(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fastflow`` command; returns the exit code."""
+    args = _parse(argv)
+    extend_sys_path(args.python_path)
+    prog = " ".join(filter(None, (PROG, args.command, getattr(args, "recovery_command", None))))
+    return guard_stdout(lambda: _dispatch(args), prog)
 

@@ -29,6 +29,7 @@ from fastflow._engine.partitions import (
     StoreWriteError,
 )
 from fastflow._engine.partitions import init_db_dir as _init_db_dir
+from fastflow._stdout import guard_stdout
 
 __all__ = [
     "CorruptPartitionError",
@@ -106,7 +107,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m fastflow.recovery
     """Parse ``argv`` as ``fastflow init-recovery`` does and run it; returns the exit code."""
     parser = argparse.ArgumentParser(prog=prog, description=INIT_DESCRIPTION)
     add_init_arguments(parser)
-    return init_command(parser.parse_args(argv), prog)
+    args = parser.parse_args(argv)
+    return guard_stdout(lambda: init_command(args, prog), prog)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ traceback only if the user's code raised while the flow was being built;
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import traceback
@@ -19,12 +20,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from fastflow._stdout import guard_stdout, report_stdout_closed
+
 if TYPE_CHECKING:  # imported lazily at run time, to keep start-up small
     from fastflow._engine.execute import RayOptions
     from fastflow.dataflow import Dataflow
     from fastflow.recovery import RecoveryConfig
 
 __all__ = ["RayOptions", "cli_main", "main"]
+
+_log = logging.getLogger("fastflow.run")
 
 EXIT_OK, EXIT_FLOW_RAISED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -78,6 +83,7 @@ class _Option(NamedTuple):
     env: str
     default: str | None  # parsed like a value given on the command line
     help: str
+    bytewax_env: str | None = None  # Bytewax's name for the variable, honoured too
 
 
 # Options not given on the command line come from the environment, else the default.
@@ -86,28 +92,33 @@ _OPTIONS = {
         ("-r", "--recovery-directory"), "DB_DIR", Path, "FASTFLOW_RECOVERY_DIRECTORY", None,
         "directory of recovery partitions (made with `fastflow init-recovery`); state is "
         "snapshotted there every epoch and the run resumes from the last snapshot",
+        "BYTEWAX_RECOVERY_DIRECTORY",
     ),
     "snapshot_interval": _Option(
         ("-s", "--snapshot-interval"), "SECONDS", _seconds,
         "FASTFLOW_SNAPSHOT_INTERVAL", "10",
         "length of an epoch: how often state is snapshotted; 0 snapshots at the end of "
         "every round, as often as possible (default: 10)",
+        "BYTEWAX_SNAPSHOT_INTERVAL",
     ),
     "backup_interval": _Option(
         ("-b", "--backup-interval"), "SECONDS", _seconds, "FASTFLOW_BACKUP_INTERVAL", "0",
         "how long superseded snapshots are kept, so that a backup copy of the partitions "
         "taken within that time can be resumed from (default: 0)",
+        "BYTEWAX_RECOVERY_BACKUP_INTERVAL",
     ),
     "workers_per_process": _Option(
         ("-w", "--workers-per-process"), "WORKERS", _positive_int,
         "FASTFLOW_WORKERS_PER_PROCESS", "1",
         "workers in this process, run in turns in one thread; keyed state is spread "
         "over them by key (default: 1)",
+        "BYTEWAX_WORKERS_PER_PROCESS",
     ),
     "processes": _Option(
         ("-p", "--processes"), "PROCESSES", _positive_int, "FASTFLOW_PROCESSES", "1",
         "processes to run on this machine, each with its -w workers, so the flow uses "
         "several cores; keyed state is spread over all workers by key (default: 1)",
+        "BYTEWAX_PROCESSES",
     ),
 }
 
@@ -153,15 +164,53 @@ class _BadInput(Exception):
     """Stop with exit code 2 and this one-line message."""
 
 
+# Bytewax's variables for running one command per machine (-i/-a, its Helm chart).
+_BYTEWAX_MULTI_MACHINE = ("BYTEWAX_PROCESS_ID", "BYTEWAX_ADDRESSES", "BYTEWAX_HOSTFILE_PATH",
+                          "BYTEWAX_STATEFULSET_NAME")
+
+
+def _from_environment(option: _Option) -> tuple[str, str] | None:
+    """The variable that sets ``option`` and its text: fastflow's name, else Bytewax's."""
+    ours = os.environ.get(option.env)
+    theirs = os.environ.get(option.bytewax_env) if option.bytewax_env else None
+    if theirs:
+        _log.warning(
+            "%s is read as %s, fastflow's name for it%s", option.bytewax_env, option.env,
+            f" (ignored: {option.env} is set)" if ours else "",
+        )
+    if ours:
+        return option.env, ours
+    if theirs:
+        assert option.bytewax_env is not None
+        return option.bytewax_env, theirs
+    return None
+
+
 def _apply_env(args: argparse.Namespace) -> None:
-    """Fill the options not given on the command line from the environment or defaults."""
+    """Fill the options not given on the command line from the environment or defaults.
+
+    Bytewax's variables (``BYTEWAX_RECOVERY_DIRECTORY``, ...) count too, so that a migrated
+    deployment never silently runs without its recovery directory; those of its
+    one-command-per-machine mode are refused, as ``-i``/``-a`` are.
+    """
+    for name in _BYTEWAX_MULTI_MACHINE:
+        if os.environ.get(name):
+            raise _BadInput(
+                f"environment variable {name}: one command per machine (Bytewax's -i/-a) is "
+                "not supported: run several processes on this machine with -p N, or on a "
+                "Ray cluster with --ray (docs/distributed.md)"
+            )
     for dest, option in _OPTIONS.items():
-        text = os.environ.get(option.env) or option.default
-        if getattr(args, dest) is None and text is not None:
-            try:
-                setattr(args, dest, option.parse(text))
-            except argparse.ArgumentTypeError as ex:
-                raise _BadInput(f"environment variable {option.env}: {ex}") from None
+        if getattr(args, dest) is not None:
+            continue
+        found = _from_environment(option)
+        variable, text = found if found else (None, option.default)
+        if text is None:
+            continue
+        try:
+            setattr(args, dest, option.parse(text))
+        except argparse.ArgumentTypeError as ex:
+            raise _BadInput(f"environment variable {variable}: {ex}") from None
 
 
 def _print_user_traceback(error: BaseException) -> None:
@@ -177,11 +226,6 @@ def _stdout_closed(error: BaseException) -> bool:
     return isinstance(error, BrokenPipeError) and all(
         is_internal(frame) for frame in traceback.extract_tb(error.__traceback__)
     )
-
-
-def _silence_stdout() -> None:
-    """Send further output to /dev/null, so that exiting does not fail to flush it."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _run(args: argparse.Namespace, prog: str) -> int:
@@ -250,10 +294,7 @@ def _run(args: argparse.Namespace, prog: str) -> int:
     except Exception as ex:
         user_error = innermost(ex)
         if _stdout_closed(user_error):
-            _silence_stdout()
-            print(f"{prog}: error: stdout was closed (broken pipe), so the flow stopped",
-                  file=sys.stderr)
-            return EXIT_FLOW_RAISED
+            return report_stdout_closed(prog, ", so the flow stopped")
         _print_user_traceback(user_error)
         print(f"{prog}: error: the flow failed: {one_line(ex)}", file=sys.stderr)
         return EXIT_FLOW_RAISED
@@ -270,11 +311,6 @@ def run_command(args: argparse.Namespace, prog: str) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    finally:
-        try:
-            sys.stdout.flush()
-        except BrokenPipeError:
-            _silence_stdout()
 
 
 def __getattr__(name: str) -> Any:
@@ -321,7 +357,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m fastflow.run") ->
     """Parse ``argv`` as ``fastflow run`` does and run the flow; returns the exit code."""
     parser = argparse.ArgumentParser(prog=prog, **RUN_HELP)
     add_run_arguments(parser)
-    return run_command(parser.parse_args(argv), prog)
+    args = parser.parse_args(argv)
+    return guard_stdout(lambda: run_command(args, prog), prog)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from fastflow._stdout import guard_stdout
+
 if TYPE_CHECKING:  # imported when needed, so that `fastflow --help` starts fast
     from fastflow.dataflow import Dataflow, Operator
 
@@ -264,7 +266,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m fastflow.visualiz
     """Parse ``argv`` as ``fastflow visualize`` does and print the diagram; return the exit code."""
     parser = argparse.ArgumentParser(prog=prog, description=VISUALIZE_DESCRIPTION)
     add_visualize_arguments(parser)
-    return visualize_command(parser.parse_args(argv), prog)
+    args = parser.parse_args(argv)
+    return guard_stdout(lambda: visualize_command(args, prog), prog)
 
 
 if __name__ == "__main__":

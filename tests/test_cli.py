@@ -7,8 +7,10 @@ Exit codes: 0 ran to the end, 1 the flow raised, 2 bad usage or bad input,
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -106,9 +108,35 @@ def test_version(tmp_path, prefix):
     proc = cmd("--version", cwd=tmp_path, prefix=prefix)
     assert (proc.returncode, proc.stdout, proc.stderr) == (
         0,
-        f"fastflow {fastflow.__version__}\n",
+        f"fastflow {fastflow.__version__} (recovery store format 2)\n",
         "",
     )
+
+
+def test_version_names_the_store_format_of_init_recovery(tmp_path):
+    # `--version` says which store format this fastflow writes: the one init-recovery makes.
+    assert cmd("init-recovery", "db", 1, cwd=tmp_path).returncode == 0
+    with closing(sqlite3.connect(tmp_path / "db" / "part-0.sqlite3")) as conn:
+        (written,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    number = cmd("--version", cwd=tmp_path).stdout.split("format ")[1].rstrip(")\n")
+    assert number == str(written)
+
+
+@pytest.mark.parametrize(
+    "args, usage",
+    [
+        (["run", "flow.py", "-x"], "usage: fastflow run [-h]"),
+        (["recovery", "status", "db", "--nope"], "usage: fastflow recovery status [-h]"),
+        (["visualize", "flow.py", "-x"], "usage: fastflow visualize [-h]"),
+    ],
+    ids=["run", "recovery-status", "visualize"],
+)
+def test_an_unknown_option_shows_the_usage_of_its_own_command(tmp_path, args, usage):
+    proc = cmd(*args, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.startswith(usage)
+    command = " ".join(arg for arg in args[:2] if not arg.endswith(".py"))
+    assert proc.stderr.endswith(f"fastflow {command}: error: unrecognized arguments: {args[-1]}\n")
 
 
 @pytest.mark.parametrize(
@@ -586,6 +614,54 @@ def test_command_line_options_override_the_environment(tmp_path):
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, DOUBLED, "")
 
 
+def test_bytewax_recovery_variables_are_honoured_with_a_warning(tmp_path):
+    # A deployment migrated from Bytewax keeps its variables: never a silent run without
+    # recovery that re-processes the input.
+    flow_file = write(tmp_path / "recovery.py", RUNNING_SUM.format(inp=[0, 1, 2]))
+    assert cmd("init-recovery", "db", 1, cwd=tmp_path).returncode == 0
+    env = {"BYTEWAX_RECOVERY_DIRECTORY": "db", "BYTEWAX_SNAPSHOT_INTERVAL": "30",
+           "BYTEWAX_RECOVERY_BACKUP_INTERVAL": "180"}
+    first = cmd("run", "recovery.py", cwd=tmp_path, env=env)
+    assert first.stdout == "('ALL', 0)\n('ALL', 1)\n('ALL', 3)\n"
+    assert "BYTEWAX_RECOVERY_DIRECTORY is read as FASTFLOW_RECOVERY_DIRECTORY" in first.stderr
+    flow_file.write_text(RUNNING_SUM.format(inp=[0, 1, 2, 3]))
+    resumed = cmd("run", "recovery.py", cwd=tmp_path, env=env)
+    assert (resumed.returncode, resumed.stdout) == (0, "('ALL', 6)\n")
+
+
+def test_fastflow_variables_win_over_bytewax_ones(tmp_path):
+    write(tmp_path / "double.py", DOUBLE)
+    env = {"FASTFLOW_SNAPSHOT_INTERVAL": "5", "BYTEWAX_SNAPSHOT_INTERVAL": "abc"}
+    proc = cmd("run", "double.py", cwd=tmp_path, env=env)
+    assert (proc.returncode, proc.stdout) == (0, DOUBLED)
+    assert proc.stderr == (
+        "BYTEWAX_SNAPSHOT_INTERVAL is read as FASTFLOW_SNAPSHOT_INTERVAL, fastflow's name for "
+        "it (ignored: FASTFLOW_SNAPSHOT_INTERVAL is set)\n"
+    )
+
+
+def test_a_bad_bytewax_variable_is_named(tmp_path):
+    write(tmp_path / "double.py", DOUBLE)
+    proc = cmd("run", "double.py", cwd=tmp_path, env={"BYTEWAX_WORKERS_PER_PROCESS": "0"})
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == (
+        "fastflow run: error: environment variable BYTEWAX_WORKERS_PER_PROCESS: '0' must be "
+        "at least 1"
+    )
+
+
+@pytest.mark.parametrize("variable", ["BYTEWAX_ADDRESSES", "BYTEWAX_PROCESS_ID"])
+def test_bytewax_one_command_per_machine_variables_are_refused(tmp_path, variable):
+    write(tmp_path / "double.py", DOUBLE)
+    proc = cmd("run", "double.py", cwd=tmp_path, env={variable: "1"})
+    assert_bad_input(
+        proc,
+        f"fastflow run: error: environment variable {variable}: one command per machine "
+        "(Bytewax's -i/-a) is not supported: run several processes on this machine with -p N, "
+        "or on a Ray cluster with --ray (docs/distributed.md)",
+    )
+
+
 def test_version_and_help_ignore_bad_environment_values(tmp_path):
     env = {"FASTFLOW_SNAPSHOT_INTERVAL": "abc"}
     assert cmd("--version", cwd=tmp_path, env=env).returncode == 0
@@ -655,4 +731,47 @@ def test_closed_stdout_stops_the_flow_with_one_line(tmp_path, output):
     assert (proc.returncode, err.decode()) == (
         1,
         "fastflow run: error: stdout was closed (broken pipe), so the flow stopped\n",
+    )
+
+
+# Outputs far longer than a pipe holds: `flow` has 2,000 steps to draw, `keys` 50,000 keys
+# to export.
+MANY_STEPS = HEADER + """
+flow = Dataflow("many_steps")
+stream = op.input("inp", flow, TestingSource([]))
+for i in range(2_000):
+    stream = op.map(f"step_{i}", stream, lambda x: x)
+op.inspect("seen", stream)
+
+keys = Dataflow("many_keys")
+keyed = op.key_on("key", op.input("inp", keys, TestingSource(range(50_000))), str)
+op.inspect("seen", op.stateful_map("last", keyed, lambda last, x: (x, x)))
+"""
+
+
+@pytest.mark.parametrize(
+    "args, prog",
+    [
+        (["visualize", "flow.py", "--format", "json"], "fastflow visualize"),
+        (["recovery", "export", "db"], "fastflow recovery export"),
+        ([*PYTHON_M, "fastflow.visualize", "flow.py"], "python -m fastflow.visualize"),
+    ],
+    ids=["visualize", "recovery-export", "python-m-visualize"],
+)
+def test_every_command_reports_a_closed_stdout_in_one_line(tmp_path, args, prog):
+    # `fastflow visualize flow.py --format json | head -c 100`: the reader goes away.
+    write(tmp_path / "flow.py", MANY_STEPS)
+    assert cmd("init-recovery", "db", 1, cwd=tmp_path).returncode == 0
+    assert cmd("run", "flow.py:keys", "-r", "db", cwd=tmp_path).returncode == 0
+    argv = args if args[0] == sys.executable else [FASTFLOW, *args]
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.read(10)
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert (proc.returncode, err.decode()) == (
+        1, f"{prog}: error: stdout was closed (broken pipe)\n"
     )
