@@ -20,7 +20,7 @@ import importlib.machinery
 import importlib.util
 import sys
 from collections.abc import Sequence
-from types import ModuleType
+from types import CodeType, ModuleType
 
 __all__ = ["install", "uninstall"]
 
@@ -44,6 +44,14 @@ class _AliasLoader(importlib.abc.Loader):
         # The import system pointed the module's __spec__ at the alias; the module
         # stays fastflow's (for reloads, pickling and tracebacks), so give it back.
         module.__spec__ = self._target_spec
+
+    def get_code(self, fullname: str) -> CodeType | None:
+        """The target's code, so that ``python -m bytewax.run`` runs ``fastflow.run``."""
+        spec = importlib.util.find_spec(self._target)
+        loader = spec.loader if spec is not None else None
+        if not isinstance(loader, importlib.abc.InspectLoader):
+            return None
+        return loader.get_code(self._target)
 
 
 class _BytewaxAliasFinder(importlib.abc.MetaPathFinder):

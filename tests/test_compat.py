@@ -187,3 +187,69 @@ def test_fastflow_run_leaves_a_real_bytewax_alone(
         timeout=60, env=with_pythonpath(fake_bytewax),
     )
     assert (proc.returncode, proc.stdout) == (0, "the real bytewax\n"), proc.stderr
+
+
+# --- `fastflow compat enable`: Bytewax's own entry points without `fastflow run` ----------
+
+
+@pytest.fixture
+def bare_env(tmp_path: Path) -> Path:
+    """A new virtual environment that sees fastflow (and only what this one has)."""
+    import site
+    import sysconfig
+
+    env = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True,
+                   timeout=120)
+    ours = sysconfig.get_path("purelib")
+    (Path(_purelib(env)) / "outer.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+    assert site.getsitepackages()  # the test's own environment has a site-packages
+    return env
+
+
+def _purelib(env: Path) -> str:
+    code = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    return subprocess.run([str(env / "bin" / "python"), "-c", code],
+                          capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+
+
+def _in(env: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([str(env / "bin" / "python"), *args], cwd=cwd, env=clean,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_compat_enable_serves_python_m_bytewax_run(tmp_path: Path, bare_env: Path) -> None:
+    (tmp_path / "flow.py").write_text(BYTEWAX_FLOW)
+    before = _in(bare_env, "-m", "bytewax.run", "flow.py", cwd=tmp_path)
+    assert before.returncode == 1 and "No module named 'bytewax'" in before.stderr
+
+    enabled = _in(bare_env, "-m", "fastflow", "compat", "enable", cwd=tmp_path)
+    pth = Path(_purelib(bare_env)) / "fastflow-bytewax-alias.pth"
+    assert (enabled.returncode, enabled.stdout) == (
+        0, f"wrote {pth}: `bytewax` now means fastflow in this environment "
+           "(undo with `fastflow compat disable`)\n"
+    )
+    ran = _in(bare_env, "-m", "bytewax.run", "flow.py", cwd=tmp_path)
+    assert (ran.returncode, ran.stdout, ran.stderr) == (0, "('a', 2)\n('b', 1)\n", "")
+    probe = _in(bare_env, "-c", "import bytewax.operators as op; print(op.__name__)", cwd=tmp_path)
+    assert probe.stdout == "fastflow.operators\n"
+
+    disabled = _in(bare_env, "-m", "fastflow", "compat", "disable", cwd=tmp_path)
+    assert (disabled.returncode, disabled.stdout) == (0, f"removed {pth}\n")
+    assert _in(bare_env, "-m", "bytewax.run", "flow.py", cwd=tmp_path).returncode == 1
+
+
+def test_compat_enable_refuses_to_shadow_a_real_bytewax(
+    tmp_path: Path, bare_env: Path, fake_bytewax: Path
+) -> None:
+    real = Path(_purelib(bare_env)) / "bytewax"
+    real.mkdir()
+    (real / "__init__.py").write_text(
+        (fake_bytewax / "bytewax" / "__init__.py").read_text()
+    )
+    refused = _in(bare_env, "-m", "fastflow", "compat", "enable", cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.startswith("fastflow compat: error: Bytewax is installed in this "
+                                     f"environment ({real / '__init__.py'}): refusing to shadow it")
+    assert not (Path(_purelib(bare_env)) / "fastflow-bytewax-alias.pth").exists()
