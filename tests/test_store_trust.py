@@ -413,12 +413,25 @@ def test_an_unreadable_partition_is_named(
     real_access = os.access
     monkeypatch.setattr(pt.os, "access", lambda path, mode: not (
         Path(path).name == "part-1.sqlite3" and mode & os.R_OK) and real_access(path, mode))
-    for attempt in (RecoveryStore.open, RecoveryStore.inspect):
+    from fastflow._engine.backup import backup_store
+    from fastflow._engine.export import export_state
+    from fastflow._engine.repartition import repartition_store
+    from fastflow._engine.status import read_status
+    from fastflow._engine.upgrade import upgrade_store
+
+    before = digest(db_dir)
+    attempts: list[Callable[[Path], object]] = [
+        RecoveryStore.open, RecoveryStore.inspect, read_status, upgrade_store,
+        lambda db: export_state(db, io.BytesIO()), lambda db: repartition_store(db, 3),
+        lambda db: backup_store(db, tmp_path / "bak"),
+    ]
+    for attempt in attempts:  # never "not writable": the file cannot be read
         with pytest.raises(pt.StoreAccessError) as info:
             attempt(db_dir)
         assert str(info.value) == (
             f"cannot read {db_dir}/part-1.sqlite3: Permission denied; fix its permissions or "
             "run as the store's owner. Nothing was changed")
+    assert digest(db_dir) == before and not (tmp_path / "bak").exists()
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads anyway")
