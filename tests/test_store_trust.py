@@ -455,3 +455,15 @@ def test_a_backup_inside_the_store_is_refused(tmp_path: Path, cli: Callable[...,
         "Nothing was written")
     assert sorted(p.name for p in db_dir.iterdir()) == ["part-0.sqlite3", "part-1.sqlite3"]
     assert digest(db_dir) == before
+
+
+def test_init_into_a_directory_others_can_write_is_refused(
+    tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared").chmod(0o777)
+    assert refusal(cli("init-recovery", "shared", 1, cwd=tmp_path)) == (
+        "fastflow init-recovery: error: recovery directory shared is writable by other users "
+        "(mode drwxrwxrwx), who could swap or edit its state: make it private (`chmod go-w`) "
+        "first. Nothing was changed")
+    assert list((tmp_path / "shared").iterdir()) == []
