@@ -257,6 +257,8 @@ GOOD = b'{"step": "%s", "key": "z", "state": 5}\n' % STEP.encode()
     (GOOD + b'{"step": "%s", "key": "p", "state": {"$pickle": "gAVLAS4="}}\n' % STEP.encode(),
      "line 2: the state holds a pickled object"),
     (GOOD + b'{"step": ' + b"x" * 50_000_000 + b"\n", "line 2: not valid JSON"),
+    (GOOD + b'{"step": "' + b"x" * 50_000_000 + b'", "key": "a", "state": 1}\n',
+     f"line 2: unknown step {'x' * 100!r}... (50000000 characters); the store holds state of"),
 ])
 def test_a_refused_import_leaves_every_byte_of_the_store(
     tmp_path: Path, cli: Callable[..., Any], text: bytes, message: str

@@ -130,7 +130,7 @@ def read_edits(
             spool.add(partition_of(key, part_count), step_id, key, number, blob)
         except DuplicateKeyError as ex:
             raise BadImportError(
-                f"line {number}: key {key!r} of step {step_id!r} is already on line "
+                f"line {number}: key {_shown(key)} of step {_shown(step_id)} is already on line "
                 f"{ex.line}; give each key once"
             ) from None
 
@@ -150,10 +150,15 @@ def _parse(number: int, line: bytes, known: set[str]) -> tuple[str, str, Any]:
         raise BadImportError(f"line {number}: step and key must be strings")
     if step_id not in known:
         raise BadImportError(
-            f"line {number}: unknown step {step_id!r}; the store holds state of "
+            f"line {number}: unknown step {_shown(step_id)}; the store holds state of "
             f"{names(sorted(known), limit=10) or 'no step'}"
         )
     return step_id, key, obj["state"]
+
+
+def _shown(name: str, limit: int = 100) -> str:
+    """``repr`` of a step or key from the file, cut short: an error stays one readable line."""
+    return repr(name) if len(name) <= limit else f"{name[:limit]!r}... ({len(name)} characters)"
 
 
 def _checked_blob(number: int, state: Any, trust: Trust) -> bytes:
