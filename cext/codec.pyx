@@ -45,7 +45,9 @@ import orjson
 
 __all__ = [
     "FORMAT_VERSION",
+    "StateDecodeError",
     "UnencodableError",
+    "UnimportedModuleError",
     "decode",
     "decode_changes",
     "encode",
@@ -79,6 +81,30 @@ cdef object _pickle_msg_type = re.compile(r"cannot pickle '([^']+)' object")
 
 cdef object _UTC = timezone.utc
 cdef str _TAG_MARK_STR = '{"$'
+
+
+class StateDecodeError(ValueError):
+    """A key's state in a change set cannot be decoded; ``error`` says why.
+
+    Why the key: a resume refusing a store must name the state it could not rebuild.
+    """
+
+    def __init__(self, key, error):
+        super().__init__(f"key {key!r}: {type(error).__name__}: {error}")
+        self.key = key
+        self.error = error
+
+
+class UnimportedModuleError(LookupError):
+    """A ``$dataclass`` names a module that is not imported, and importing was not allowed."""
+
+    def __init__(self, path, module_name):
+        super().__init__(
+            f"the state names class {path!r}, but module {module_name!r} is not imported "
+            "(decoding does not import modules named in a blob: that would run their code)"
+        )
+        self.path = path
+        self.module_name = module_name
 
 
 class UnencodableError(TypeError):
@@ -574,16 +600,25 @@ def encode_changes(dict values not None, dict changed not None, Py_ssize_t chunk
     return out
 
 
-def decode_changes(data):
-    """Decode a change-set blob into ``(states by key, deleted keys)``."""
+def decode_changes(data, unpickle=None, bint import_modules=True):
+    """Decode a change-set blob into ``(states by key, deleted keys)``.
+
+    ``unpickle`` and ``import_modules`` are as for ``decode``; a state that cannot be
+    decoded raises ``StateDecodeError`` naming its key.
+    """
     cdef bint tagged = _has_tag_mark(data) if type(data) is bytes else True
     obj = _loads(data)
     if type(obj) is not dict or type(obj.get("set")) is not dict or type(obj.get("del")) is not list:
         raise ValueError("not a change set: expected an object with a 'set' object and a 'del' list")
     cdef dict sets = obj["set"]
+    cdef _Decoding how
     if tagged:
+        how = _Decoding(unpickle, import_modules)
         for key in list(sets):
-            sets[key] = _dec(sets[key])
+            try:
+                sets[key] = _dec(sets[key], how)
+            except Exception as ex:
+                raise StateDecodeError(key, ex) from ex
     return sets, obj["del"]
 
 
@@ -626,16 +661,30 @@ cdef dict _TAGS = {
     "$pickle": T_PICKLE,
 }
 
-cdef inline object _dec(object obj):
+cdef class _Decoding:
+    """How tags that can run code are decoded: who unpickles, whether modules are imported."""
+
+    cdef object unpickle
+    cdef bint import_modules
+
+    def __init__(self, unpickle, bint import_modules):
+        self.unpickle = _pickle_loads if unpickle is None else unpickle
+        self.import_modules = import_modules
+
+
+cdef _Decoding _TRUSTING = _Decoding(None, True)
+
+
+cdef inline object _dec(object obj, _Decoding how):
     cdef type t = type(obj)
     if t is list:
-        _dec_list(<list>obj)
+        _dec_list(<list>obj, how)
     elif t is dict:
-        return _dec_dict(<dict>obj)
+        return _dec_dict(<dict>obj, how)
     return obj
 
 
-cdef list _dec_list(list items):
+cdef list _dec_list(list items, _Decoding how):
     """Decode the elements of a freshly loaded JSON list in place."""
     cdef Py_ssize_t i
     cdef object item, conv
@@ -644,15 +693,15 @@ cdef list _dec_list(list items):
         item = items[i]
         t = type(item)
         if t is list:
-            _dec_list(<list>item)
+            _dec_list(<list>item, how)
         elif t is dict:
-            conv = _dec_dict(<dict>item)
+            conv = _dec_dict(<dict>item, how)
             if conv is not item:
                 items[i] = conv
     return items
 
 
-cdef object _dec_dict(dict d):
+cdef object _dec_dict(dict d, _Decoding how):
     """Decode a freshly loaded JSON object: a tag, or a dict decoded in place."""
     cdef PyObject* kp
     cdef PyObject* vp
@@ -660,11 +709,11 @@ cdef object _dec_dict(dict d):
     if len(d) == 1:
         PyDict_Next(d, &pos, &kp, &vp)
         if _is_reserved_key(<object>kp):
-            return _dec_tag(<object>kp, <object>vp)
-    return _dec_values(d)
+            return _dec_tag(<object>kp, <object>vp, how)
+    return _dec_values(d, how)
 
 
-cdef dict _dec_values(dict d):
+cdef dict _dec_values(dict d, _Decoding how):
     """Decode the values of a JSON object in place (its keys are taken as is)."""
     cdef PyObject* kp
     cdef PyObject* vp
@@ -675,31 +724,31 @@ cdef dict _dec_values(dict d):
         value = <object>vp
         t = type(value)
         if t is list:
-            _dec_list(<list>value)
+            _dec_list(<list>value, how)
         elif t is dict:
-            conv = _dec_dict(<dict>value)
+            conv = _dec_dict(<dict>value, how)
             if conv is not value:
                 # Replacing the value of an existing key is safe while iterating.
                 d[<object>kp] = conv
     return d
 
 
-cdef object _dec_tag(str tag, object payload):
+cdef object _dec_tag(str tag, object payload, _Decoding how):
     cdef int code = _TAGS.get(tag, 0)
     if code == T_TUPLE:
-        return tuple(_dec_list(_list_payload(tag, payload)))
+        return tuple(_dec_list(_list_payload(tag, payload), how))
     if code == T_DICT:
         if type(payload) is dict:
-            return _dec_values(payload)
-        return {_dec(k): _dec(v) for k, v in _list_payload(tag, payload)}
+            return _dec_values(payload, how)
+        return {_dec(k, how): _dec(v, how) for k, v in _list_payload(tag, payload)}
     if code == T_DATETIME:
         return _dec_datetime(payload)
     if code == T_DATE:
         return _fromiso_date(payload)
     if code == T_SET:
-        return set(_dec_list(_list_payload(tag, payload)))
+        return set(_dec_list(_list_payload(tag, payload), how))
     if code == T_FROZENSET:
-        return frozenset(_dec_list(_list_payload(tag, payload)))
+        return frozenset(_dec_list(_list_payload(tag, payload), how))
     if code == T_BYTES:
         return a2b_base64(payload)
     if code == T_INT:
@@ -720,9 +769,9 @@ cdef object _dec_tag(str tag, object payload):
         path, fields = payload
         if type(path) is not str or type(fields) is not dict:
             _malformed(tag, payload)
-        return _dec_dataclass(path, _dec_values(fields))
+        return _dec_dataclass(path, _dec_values(fields, how), how.import_modules)
     if code == T_PICKLE:
-        return _pickle_loads(a2b_base64(payload))
+        return how.unpickle(a2b_base64(payload))
     raise ValueError(
         f"unknown snapshot tag {tag!r} (format version {FORMAT_VERSION}); "
         "the blob was written by a newer fastflow or is corrupt"
@@ -763,15 +812,15 @@ cdef object _resolve(str path, bint do_import):
     obj = sys.modules.get(module_name)
     if obj is None:
         if not do_import:
-            raise LookupError(module_name)
+            raise UnimportedModuleError(path, module_name)
         obj = importlib.import_module(module_name)
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj
 
 
-cdef object _dec_dataclass(str path, dict fields):
-    cls = _resolve(path, True)
+cdef object _dec_dataclass(str path, dict fields, bint import_modules):
+    cls = _resolve(path, import_modules)
     if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
         raise ValueError(f"snapshot names {path!r}, which is not a dataclass")
     obj = cls.__new__(cls)
@@ -804,8 +853,14 @@ cdef bint _has_tag_mark(bytes data):
     return False
 
 
-def decode(data):
-    """Decode a blob written by ``encode`` (bytes, bytearray, memoryview or str)."""
+def decode(data, unpickle=None, bint import_modules=True):
+    """Decode a blob written by ``encode`` (bytes, bytearray, memoryview or str).
+
+    ``unpickle(bytes)`` rebuilds ``$pickle`` tags (default: ``pickle.loads``, which runs
+    whatever the pickle names: pass a restricted one for blobs you did not write);
+    ``import_modules=False`` refuses a ``$dataclass`` whose module is not imported yet
+    (``UnimportedModuleError``) instead of importing it.
+    """
     cdef bint tagged
     if type(data) is bytes:
         tagged = _has_tag_mark(data)
@@ -817,4 +872,6 @@ def decode(data):
     obj = _loads(data)
     if not tagged:
         return obj
-    return _dec(obj)
+    if unpickle is None and import_modules:
+        return _dec(obj, _TRUSTING)
+    return _dec(obj, _Decoding(unpickle, import_modules))

@@ -166,6 +166,9 @@ def _add_state_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     load.add_argument("--allow-pickle", action="store_true",
                       help='accept {"$pickle": ...} states (checking them unpickles them, '
                       "which can run any code)")
+    load.add_argument("--allow-import", action="store_true",
+                      help='accept {"$dataclass": ...} states of modules fastflow has not '
+                      "imported (checking them imports the module, which runs its code)")
     get = commands.add_parser(
         "get",
         help="print one key's state",
@@ -217,13 +220,14 @@ def _recovery_export(args: argparse.Namespace) -> int:
 
 
 def _recovery_import(args: argparse.Namespace) -> int:
-    from fastflow._engine.state_edit import import_state
+    from fastflow._engine.state_edit import Trust, import_state
 
+    trust = Trust(pickles=args.allow_pickle, imports=args.allow_import)
     if args.file == "-":
-        done = import_state(args.db_dir, sys.stdin.buffer, allow_pickle=args.allow_pickle)
+        done = import_state(args.db_dir, sys.stdin.buffer, trust)
     else:
         with open(args.file, "rb") as lines:
-            done = import_state(args.db_dir, lines, allow_pickle=args.allow_pickle)
+            done = import_state(args.db_dir, lines, trust)
     if done.epoch is None:
         print(f"{args.file} holds no state lines; nothing was changed")
     else:
@@ -295,9 +299,18 @@ def _state_command(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         raise  # stdout's reader went away: main says so, as for every command
     except OSError as ex:  # a file named on the command line, such as import's FILE
-        where = f"{ex.filename}: " if ex.filename else ""
-        print(f"{name}: error: {where}{ex.strerror or ex}", file=sys.stderr)
+        print(f"{name}: error: {_one_line(ex)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _one_line(ex: BaseException) -> str:
+    """A recovery error's message, or an OS error's ``file: reason``."""
+    from fastflow._engine.partitions import RecoveryError
+
+    if isinstance(ex, RecoveryError) or not isinstance(ex, OSError):
+        return str(ex)
+    where = f"{ex.filename}: " if ex.filename else ""
+    return f"{where}{ex.strerror or ex}"
 
 
 def _recovery_status(args: argparse.Namespace) -> int:
@@ -306,8 +319,8 @@ def _recovery_status(args: argparse.Namespace) -> int:
 
     try:
         status = read_status(args.db_dir)
-    except RecoveryError as ex:
-        print(f"{PROG} recovery status: error: {ex}", file=sys.stderr)
+    except (RecoveryError, OSError) as ex:
+        print(f"{PROG} recovery status: error: {_one_line(ex)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(format_status(status))
     return 0
@@ -319,8 +332,8 @@ def _recovery_upgrade(args: argparse.Namespace) -> int:
 
     try:
         done = upgrade_store(args.db_dir)
-    except RecoveryError as ex:
-        print(f"{PROG} recovery upgrade: error: {ex}", file=sys.stderr)
+    except (RecoveryError, OSError) as ex:
+        print(f"{PROG} recovery upgrade: error: {_one_line(ex)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if done.converted == 0:
         print(f"{args.db_dir} is already in format {SCHEMA_VERSION}; nothing to do")

@@ -24,6 +24,7 @@ from fastflow._engine.partitions import (
     NoPartitionsError,
     PartitionsExistError,
     RecoveryError,
+    StoreAccessError,
     StoreLockedError,
     StoreNotWritableError,
     StoreWriteError,
@@ -40,6 +41,7 @@ __all__ = [
     "PartitionsExistError",
     "RecoveryConfig",
     "RecoveryError",
+    "StoreAccessError",
     "StoreLockedError",
     "StoreNotWritableError",
     "StoreWriteError",
@@ -53,11 +55,14 @@ class RecoveryConfig:
 
     ``backup_interval`` (default: none) is how long a superseded snapshot is
     kept, so that a copy of the partitions taken within that window can still
-    be resumed from.
+    be resumed from. ``trust_store_pickles`` (``fastflow run --trust-store-pickles``)
+    unpickles stored states with plain pickle, which runs whatever code a pickle names:
+    only for a store no one else can have written (docs/recovery.md, "Trust model").
     """
 
     db_dir: Path | str
     backup_interval: timedelta | None = None
+    trust_store_pickles: bool = False
 
     def __post_init__(self) -> None:
         if self.backup_interval is not None and self.backup_interval < timedelta(0):

@@ -139,6 +139,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
             metavar=option.metavar,
             help=f"{option.help} [env {option.env}]",
         )
+    parser.add_argument(
+        "--trust-store-pickles", action="store_true", default=None,
+        help="with -r, unpickle stored states with plain pickle, which runs any code a "
+        "pickle names; by default only the flow's own classes and standard value types "
+        "are rebuilt (docs/recovery.md, Trust model) [env FASTFLOW_TRUST_STORE_PICKLES=1]",
+    )
     parser.add_argument("-i", "--process-id", type=int, help=argparse.SUPPRESS)
     parser.add_argument("-a", "--addresses", help=argparse.SUPPRESS)
     ray = parser.add_argument_group(
@@ -213,6 +219,17 @@ def _apply_env(args: argparse.Namespace) -> None:
             raise _BadInput(f"environment variable {variable}: {ex}") from None
 
 
+def _trust_store_pickles(args: argparse.Namespace) -> bool:
+    """``--trust-store-pickles``, else ``FASTFLOW_TRUST_STORE_PICKLES`` (1 or 0)."""
+    if args.trust_store_pickles:
+        return True
+    text = os.environ.get("FASTFLOW_TRUST_STORE_PICKLES", "").strip()
+    if text not in ("", "0", "1"):
+        raise _BadInput(f"environment variable FASTFLOW_TRUST_STORE_PICKLES must be 1 or 0, "
+                        f"not {text!r}")
+    return text == "1"
+
+
 def _print_user_traceback(error: BaseException) -> None:
     from fastflow._tracebacks import user_traceback
 
@@ -245,6 +262,8 @@ def _run(args: argparse.Namespace, prog: str) -> int:
                 if value is not None]
     if ray_only and args.ray_address is None:
         raise _BadInput(f"{ray_only[0]} only applies with --ray")
+    if args.trust_store_pickles and args.recovery_directory is None:
+        raise _BadInput("--trust-store-pickles only applies with -r")
     if args.process_id is not None or args.addresses is not None:
         raise _BadInput(
             "-i/--process-id and -a/--addresses (one command per machine) are not supported: "
@@ -264,7 +283,8 @@ def _run(args: argparse.Namespace, prog: str) -> int:
     recovery = (
         None
         if args.recovery_directory is None
-        else RecoveryConfig(args.recovery_directory, args.backup_interval)
+        else RecoveryConfig(args.recovery_directory, args.backup_interval,
+                            trust_store_pickles=_trust_store_pickles(args))
     )
     try:
         cli_main(

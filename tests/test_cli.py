@@ -69,8 +69,8 @@ DOUBLED = "('double', 2)\n('double', 4)\n('double', 6)\n"
 TIMES_TEN = "('other', 10)\n('other', 20)\n('other', 30)\n"
 RUN_USAGE = """\
 usage: fastflow run [-h] [-r DB_DIR] [-s SECONDS] [-b SECONDS] [-w WORKERS]
-                    [-p PROCESSES] [--ray [ADDRESS]] [--max-restarts K]
-                    [--ray-placement {spread,pack}]
+                    [-p PROCESSES] [--trust-store-pickles] [--ray [ADDRESS]]
+                    [--max-restarts K] [--ray-placement {spread,pack}]
                     IMPORT_STR
 """
 

@@ -142,7 +142,8 @@ def test_export_import_export_is_identical_for_every_codec_type(tmp_path: Path) 
     assert lines(first)[0]["step"] == KEEP
     (tmp_path / "edit.jsonl").write_text(first)
 
-    out = ok("recovery", "import", "db", "edit.jsonl", "--allow-pickle", cwd=tmp_path)
+    out = ok("recovery", "import", "db", "edit.jsonl", "--allow-pickle", "--allow-import",
+             cwd=tmp_path)
     assert out == (f"imported {len(STATES)} state(s) and 0 deletion(s) into db as epoch 2; "
                    "the next run resumes at epoch 3\n")
     assert ok("recovery", "export", "db", "--step", KEEP, cwd=tmp_path) == first
@@ -260,7 +261,8 @@ BAD_LINES = [
      "the state cannot be decoded: ValueError: unknown snapshot tag '$nope'"),
     ('{"step": "ops.keep.stateful_batch", "key": "a", "state": '
      '{"$dataclass": ["no_such_module:Point", {}]}}',
-     "the state cannot be decoded: ModuleNotFoundError: No module named 'no_such_module'"),
+     "the state names class 'no_such_module:Point'; checking it would import module "
+     "'no_such_module', which runs its code: pass --allow-import if you trust this file"),
     ('{"step": "ops.keep.stateful_batch", "key": "b", "state": 2}',
      "key 'b' of step 'ops.keep.stateful_batch' is already on line 2; give each key once"),
     ('{"step": "ops.keep.stateful_batch", "key": "a", "state": {"$pickle": "gAVLAS4="}}',
@@ -294,7 +296,10 @@ def test_import_accepts_pickles_only_when_allowed_and_decodes_dataclasses(tmp_pa
     )
     assert "line 1: the state holds a pickled object" in refused(
         "recovery", "import", "db", "edit.jsonl", cwd=tmp_path)
-    ok("recovery", "import", "db", "edit.jsonl", "--allow-pickle", cwd=tmp_path)
+    assert "line 3: the state names class 'test_state_ops:Point'" in refused(
+        "recovery", "import", "db", "edit.jsonl", "--allow-pickle", cwd=tmp_path)
+    ok("recovery", "import", "db", "edit.jsonl", "--allow-pickle", "--allow-import",
+       cwd=tmp_path)
     assert stored_state(tmp_path / "db", KEEP) == {
         "a": 1, "p": 1, "d": {"$pickle": 1}, "c": Point(3, 0.5)
     }

@@ -31,7 +31,7 @@ from fastflow._cext.codec import encode_changes
 from fastflow._engine import partitions as pt
 from fastflow._engine import store as st
 from fastflow._engine.committer import EpochCommitter
-from fastflow._engine.snapshot import load_resume, read_state
+from fastflow._engine.snapshot import Restore, UntrustedStateError, load_resume, read_state
 from fastflow._engine.status import format_status, read_status
 from fastflow._engine.store import ChangeSet, RecoveryStore
 
@@ -523,7 +523,8 @@ def test_not_writable_message(
     real_access = os.access
     monkeypatch.setattr(
         pt.os, "access",
-        lambda path, mode: Path(path).name not in blocked and real_access(path, mode),
+        lambda path, mode: not (Path(path).name in blocked and mode & os.W_OK)
+        and real_access(path, mode),
     )
     before = files_of(db_dir)
     with pytest.raises(pt.StoreNotWritableError) as info:
@@ -1386,11 +1387,11 @@ def test_resume_is_right_while_the_start_compaction_runs(
 
     decoded: list[bytes] = []
 
-    def decode(blob: bytes) -> Any:
+    def decode(blob: bytes, *how: Any) -> Any:
         decoded.append(blob)
         if len(decoded) == 1 and started.wait(0.5):
             done.wait(2)
-        return real_decode(blob)
+        return real_decode(blob, *how)
 
     monkeypatch.setattr(EpochCommitter, "_compact_all", compact_all)
     monkeypatch.setattr(snapshot, "decode_changes", decode)
@@ -1491,5 +1492,9 @@ def test_status_never_unpickles(tmp_path: Path) -> None:
     assert status.partitions[0].live_keys == 3 and status.steps[0].live_keys == 3
     format_status(status)
     assert not marker.exists()
-    assert sorted(read_state(db_dir)["s"]) == ["evil", "evil2", "plain"]  # decoding does
+    with pytest.raises(UntrustedStateError, match="naming 'pathlib.Path.touch'"):
+        read_state(db_dir)  # a resume refuses it
+    assert not marker.exists()
+    trusting = Restore(trust_pickles=True)
+    assert sorted(read_state(db_dir, trusting)["s"]) == ["evil", "evil2", "plain"]
     assert marker.exists()

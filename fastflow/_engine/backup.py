@@ -33,7 +33,9 @@ from fastflow._engine.partitions import (
     PartitionsExistError,
     RecoveryError,
     connect_ro,
+    create_private_file,
     fsync_dir,
+    make_private_dir,
     names,
 )
 from fastflow._engine.store import RecoveryStore
@@ -66,7 +68,7 @@ def backup_store(db_dir: Path | str, dest: Path | str) -> BackedUp:
         paths = list(store.paths)
     if problem is not None:
         raise InconsistentPartitionsError(problem)
-    _check_dest(dest)
+    _check_dest(db_dir, dest)
     parent = dest.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
     for leftover in parent.glob(f".{dest.name}.backup-*"):
@@ -86,7 +88,7 @@ def backup_store(db_dir: Path | str, dest: Path | str) -> BackedUp:
 def _copy_checked(paths: list[Path], building: Path, db_dir: Path, dest: Path) -> tuple[int, int]:
     """Copy into ``building`` until a run could resume from it; ``(resume epoch, attempts)``."""
     for attempt in range(1, ATTEMPTS + 1):
-        building.mkdir()
+        make_private_dir(building)
         _copy(paths, building)
         with RecoveryStore.inspect(building) as copy:
             plan = copy.plan()
@@ -100,7 +102,13 @@ def _copy_checked(paths: list[Path], building: Path, db_dir: Path, dest: Path) -
     )
 
 
-def _check_dest(dest: Path) -> None:
+def _check_dest(db_dir: Path, dest: Path) -> None:
+    store, target = db_dir.resolve(), dest.resolve()
+    if target != store and target.is_relative_to(store):
+        raise RecoveryError(
+            f"cannot back up {db_dir} into {dest}: it is inside the store, which must hold "
+            "nothing but its partitions; pick a directory outside it. Nothing was written"
+        )
     if not dest.exists():
         return
     if not dest.is_dir():
@@ -132,6 +140,7 @@ def _copy(paths: list[Path], building: Path) -> None:
             source.execute("BEGIN")
             source.execute("SELECT count(*) FROM frontiers").fetchone()  # pins the snapshot
         for path, source in zip(paths, sources, strict=True):
+            create_private_file(building / path.name)
             copy = sqlite3.connect(building / path.name, isolation_level=None)
             try:
                 source.backup(copy)

@@ -44,7 +44,7 @@ from fastflow._engine.exchange import Countdown, RemoteSlot, port_end
 from fastflow._engine.io import InputNode
 from fastflow._engine.nodes import End, Node, StatefulNode
 from fastflow._engine.plan import CoreStep
-from fastflow._engine.snapshot import Resume, encode_epoch, load_resume
+from fastflow._engine.snapshot import Restore, Resume, encode_epoch, load_resume
 from fastflow._engine.store import ChangeSet, RecoveryStore
 from fastflow._engine.wire import DATA, Link
 from fastflow._engine.worker import Workers
@@ -550,17 +550,20 @@ def run_group(
     interval: timedelta,
     store: RecoveryStore | None,
     backup_epochs: int,
+    restore: Restore | None = None,
 ) -> None:
     """Start a group of processes and coordinate it to the end, committing to ``store``.
 
     The group starts before the committer's thread does: forking must not copy a thread.
+    The stored state is decoded (``restore``) before the store is written, so a state that
+    may not be rebuilt refuses the run with the store untouched.
     """
     if store is None:
         Coordinator(start(1, {}, False, 0), interval, 1, None).run()
         return
     worker_count = processes * per_process
+    resume = load_resume(store, store.plan().epoch, restore)
     resumed = store.start_execution(worker_count=worker_count)
-    resume = load_resume(store, resumed.epoch)
     committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
     try:
         group = start(resumed.epoch, resume, True, store.part_count)
@@ -578,6 +581,7 @@ def run_processes(
     interval: timedelta,
     store: RecoveryStore | None,
     backup_epochs: int,
+    restore: Restore | None = None,
 ) -> None:
     """Run ``plan`` on ``processes`` forked processes of ``per_process`` workers each."""
 
@@ -585,4 +589,4 @@ def run_processes(
         return ForkedProcesses(plan, processes, per_process, epoch, resume, recording,
                                part_count)
 
-    run_group(fork, processes, per_process, interval, store, backup_epochs)
+    run_group(fork, processes, per_process, interval, store, backup_epochs, restore)

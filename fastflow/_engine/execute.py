@@ -15,7 +15,7 @@ from datetime import timedelta
 from fastflow._engine.cluster import run_processes
 from fastflow._engine.committer import EpochCommitter
 from fastflow._engine.plan import CoreStep, flatten
-from fastflow._engine.snapshot import Recorded, encode_epoch, load_resume
+from fastflow._engine.snapshot import Recorded, Restore, encode_epoch, load_resume
 from fastflow._engine.store import RecoveryStore
 from fastflow._engine.worker import LocalPacer, Workers
 from fastflow.dataflow import Dataflow
@@ -63,12 +63,14 @@ def run_flow(
             Workers(plan, worker_count, 1, {}, recording=False).run(LocalPacer(interval, None))
         return
     backup_epochs = _backup_epochs(recovery_config, interval)
+    restore = _restore(plan, recovery_config)
     with RecoveryStore.open(recovery_config.db_dir) as store:
         if processes > 1:
-            run_processes(plan, processes, worker_count, interval, store, backup_epochs)
+            run_processes(plan, processes, worker_count, interval, store, backup_epochs,
+                          restore)
             return
+        resume = load_resume(store, store.plan().epoch, restore)  # before anything is written
         start = store.start_execution(worker_count=worker_count)
-        resume = load_resume(store, start.epoch)
         committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
         try:
             committer.compact()  # what the last run left, while this one starts
@@ -81,6 +83,11 @@ def run_flow(
             committer.wait()
         finally:
             committer.close()
+
+
+def _restore(plan: list[CoreStep], recovery_config: RecoveryConfig) -> Restore:
+    """Decode only the flow's own steps' states, as far as the config trusts the store."""
+    return Restore(frozenset(step.step_id for step in plan), recovery_config.trust_store_pickles)
 
 
 def _backup_epochs(recovery_config: RecoveryConfig, interval: timedelta) -> int:
@@ -101,6 +108,7 @@ def _run_on_ray(
 
     open_store = None
     backup_epochs = 0
+    restore = None
     if recovery_config is not None:
         db_dir = recovery_config.db_dir
         RecoveryStore.open(db_dir).close()  # refuse a bad store before starting Ray
@@ -109,10 +117,11 @@ def _run_on_ray(
             return RecoveryStore.open(db_dir)
 
         backup_epochs = _backup_epochs(recovery_config, interval)
+        restore = _restore(plan, recovery_config)
 
     def log(message: str) -> None:
         print(f"fastflow: {message}", file=sys.stderr, flush=True)
 
     run_on_ray(plan, processes, worker_count, interval, open_store, backup_epochs,
                address=options.address, max_restarts=options.max_restarts,
-               placement=options.placement, log=log)
+               placement=options.placement, log=log, restore=restore)

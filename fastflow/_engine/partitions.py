@@ -41,6 +41,7 @@ import os
 import re
 import shutil
 import sqlite3
+import stat
 import tempfile
 import threading
 import uuid
@@ -59,6 +60,7 @@ __all__ = [
     "NoPartitionsError",
     "PartitionsExistError",
     "RecoveryError",
+    "StoreAccessError",
     "StoreLockedError",
     "init_db_dir",
 ]
@@ -134,6 +136,10 @@ class StoreNotWritableError(RecoveryError, PermissionError):
     """The user running the flow cannot write the recovery directory or its partitions."""
 
 
+class StoreAccessError(RecoveryError, PermissionError):
+    """The store's files cannot be trusted or read: a symlink, writable by others, unreadable."""
+
+
 class StoreWriteError(RecoveryError, OSError):
     """Committing an epoch failed (disk full, I/O error); the last committed epoch stands."""
 
@@ -166,14 +172,25 @@ def _init_hint(db_dir: Path) -> str:
 
 
 def find_parts(db_dir: Path) -> dict[int, Path]:
+    """The partition files of ``db_dir`` by index, once each is known safe to open.
+
+    Refuses (``StoreAccessError``) a directory or partition that other users can write, a
+    partition (or SQLite side file) that is a symlink, and a partition this user cannot read.
+    """
     if db_dir.exists() and not db_dir.is_dir():
         raise NoPartitionsError(f"recovery directory {db_dir} is a file, not a directory")
     if not db_dir.is_dir():
         raise NoPartitionsError(f"recovery directory {db_dir} does not exist; {_init_hint(db_dir)}")
+    _check_not_shared(db_dir, "recovery directory", os.stat(db_dir))
     found = {}
-    for path in db_dir.iterdir():
+    try:
+        entries = list(db_dir.iterdir())
+    except OSError as ex:
+        raise _unreadable(db_dir, ex) from None
+    for path in entries:
         match = PART_RE.fullmatch(path.name)
         if match:
+            _check_part_file(path)
             found[int(match.group(1))] = path
         elif path.name.startswith(_INIT_DIR_PREFIX):
             raise InconsistentPartitionsError(
@@ -186,6 +203,67 @@ def find_parts(db_dir: Path) -> dict[int, Path]:
             f"no recovery partitions (part-*.sqlite3) in {db_dir}; {_init_hint(db_dir)}"
         )
     return dict(sorted(found.items()))
+
+
+PRIVATE_DIR_MODE = 0o700
+"""Mode of a store directory fastflow creates (and of a backup's)."""
+PRIVATE_FILE_MODE = 0o600
+"""Mode of a partition fastflow creates; SQLite gives its -wal, -shm and -journal the same."""
+
+
+def _unreadable(path: Path, ex: OSError) -> StoreAccessError:
+    return StoreAccessError(
+        f"cannot read {path}: {ex.strerror or ex}; fix its permissions or run as the store's "
+        "owner. Nothing was changed"
+    )
+
+
+def _check_not_shared(path: Path, what: str, info: os.stat_result) -> None:
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise StoreAccessError(
+            f"{what} {path} is writable by other users (mode {stat.filemode(info.st_mode)}), "
+            "who could swap or edit its state: make it private (`chmod go-w`) first. "
+            "Nothing was changed"
+        )
+
+
+def _check_part_file(path: Path) -> None:
+    """Refuse a partition that is a symlink, writable by others or unreadable."""
+    for side in (path, *(Path(f"{path}{suffix}") for suffix in SIDE_FILES)):
+        try:
+            info = os.lstat(side)
+        except FileNotFoundError:
+            continue
+        except OSError as ex:
+            raise _unreadable(side, ex) from None
+        if stat.S_ISLNK(info.st_mode):
+            target = os.readlink(side)
+            dangling = "" if side.exists() else ", which does not exist"
+            raise StoreAccessError(
+                f"{side} is a symbolic link (to {target}{dangling}); fastflow never opens a "
+                "partition through a link, which could write to another store: put the file "
+                "itself there. Nothing was changed"
+            )
+        if not stat.S_ISREG(info.st_mode):
+            raise StoreAccessError(f"{side} is not a regular file; nothing was changed")
+        _check_not_shared(side, "partition", info)
+    if not os.access(path, os.R_OK):
+        raise _unreadable(path, PermissionError(errno.EACCES, os.strerror(errno.EACCES)))
+
+
+def make_private_dir(path: Path) -> None:
+    """Create directory ``path`` (parents too) private to this user, whatever the umask."""
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True)
+    os.chmod(path, PRIVATE_DIR_MODE)
+
+
+def create_private_file(path: Path) -> None:
+    """Create the empty file ``path`` readable and writable by this user only; never overwrite."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)  # the umask may have taken bits away
+    finally:
+        os.close(fd)
 
 
 def _remove_with_side_files(path: Path) -> None:
@@ -256,6 +334,8 @@ def read_meta(path: Path) -> PartitionMeta:
         conn = connect_ro(path)
     except sqlite3.Error as exc:
         raise _corrupt(path, f"SQLite cannot open it ({exc})") from None
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
     try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         tables = {
@@ -369,15 +449,24 @@ def check_set(db_dir: Path, parts: dict[int, Path], metas: dict[int, PartitionMe
 
 
 def connect_rw(path: Path, synchronous: str) -> sqlite3.Connection:
+    """Open for writing; WAL mode is switched on by the first write (``use_wal``).
+
+    Why not here: switching journal modes rewrites the file's header, and a run refused
+    after opening (a state it may not decode) must leave the store's bytes as they were.
+    """
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
     try:
-        conn.execute("PRAGMA journal_mode=WAL").fetchone()
         conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute("PRAGMA cache_size=-16384")
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def use_wal(conn: sqlite3.Connection) -> None:
+    """Switch a partition to WAL mode, so readers (status, backup) never block its commits."""
+    conn.execute("PRAGMA journal_mode=WAL").fetchone()
 
 
 @contextmanager
@@ -393,7 +482,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 def _create_partition(path: Path, index: int, count: int, init_id: str, created: str) -> None:
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))  # never overwrite
+    create_private_file(path)
     conn = sqlite3.connect(str(path), isolation_level=None)
     try:
         with transaction(conn):
@@ -437,7 +526,10 @@ def init_db_dir(db_dir: Path | str, count: int, *, force: bool = False) -> list[
             "nothing was changed. Resume from them, "
             "or pass --force to delete them and their state"
         )
-    db_dir.mkdir(parents=True, exist_ok=True)
+    if db_dir.is_dir():
+        _check_not_shared(db_dir, "recovery directory", os.stat(db_dir))
+    else:
+        make_private_dir(db_dir)
     building = Path(tempfile.mkdtemp(prefix=_INIT_DIR_PREFIX, dir=db_dir))
     moving = False  # once partitions move in, only a finished move may remove `building`
     try:

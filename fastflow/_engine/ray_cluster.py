@@ -38,7 +38,7 @@ from fastflow._cext.routing import split_dict
 from fastflow._engine import wire
 from fastflow._engine.cluster import ProcessFailed, run_group, serve
 from fastflow._engine.plan import CoreStep
-from fastflow._engine.snapshot import Resume
+from fastflow._engine.snapshot import Restore, Resume
 from fastflow._engine.store import RecoveryStore
 
 _INDEX = struct.Struct("<I")
@@ -374,6 +374,7 @@ def run_on_ray(
     max_restarts: int,
     placement: str,
     log: Callable[[str], None],
+    restore: Restore | None = None,
 ) -> None:
     """Run ``plan`` on ``processes`` Ray actors, restarting from the store when one dies."""
     ray = connect_ray(address, processes)
@@ -382,7 +383,7 @@ def run_on_ray(
         while True:
             try:
                 _attempt(plan, processes, per_process, interval, open_store, backup_epochs,
-                         placement)
+                         placement, restore)
                 return
             except ProcessFailed as ex:
                 if open_store is None or not ex.died or restarts >= max_restarts:
@@ -403,6 +404,7 @@ def _attempt(
     open_store: Callable[[], RecoveryStore] | None,
     backup_epochs: int,
     placement: str,
+    restore: Restore | None,
 ) -> None:
     def start(epoch: int, resume: Resume, recording: bool, part_count: int) -> RayActors:
         return RayActors(plan, processes, per_process, epoch, resume, recording, part_count,
@@ -412,4 +414,4 @@ def _attempt(
         run_group(start, processes, per_process, interval, None, backup_epochs)
         return
     with open_store() as store:
-        run_group(start, processes, per_process, interval, store, backup_epochs)
+        run_group(start, processes, per_process, interval, store, backup_epochs, restore)

@@ -10,13 +10,21 @@ the store's change sets back into each step's state.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from fastflow._cext.codec import UnencodableError, decode_changes, encode_changes
+from fastflow._cext.codec import (
+    StateDecodeError,
+    UnencodableError,
+    UnimportedModuleError,
+    decode_changes,
+    encode_changes,
+)
 from fastflow._cext.routing import split_dict
-from fastflow._engine.partitions import InconsistentPartitionsError
+from fastflow._engine.partitions import InconsistentPartitionsError, RecoveryError
 from fastflow._engine.store import CHUNK_KEYS, ChangeSet, RecoveryStore
+from fastflow._engine.store_pickles import RefusedClassError, safe_loads
 from fastflow.errors import FastflowRuntimeError
 
 Resume = dict[str, dict[str, Any]]
@@ -62,11 +70,41 @@ def encode_epoch(
     return changes
 
 
-def load_resume(store: RecoveryStore, epoch: int) -> Resume:
-    """Every step's state as of the end of epoch ``epoch - 1``, decoded."""
+@dataclass(frozen=True)
+class Restore:
+    """Which stored states a resume decodes, and how far it trusts the store.
+
+    Why: a store is a file someone else may have written; by default only the flow's own
+    steps are decoded, pickles only rebuild the classes ``store_pickles`` allows, and a
+    ``$dataclass`` never imports a module the flow has not imported.
+    """
+
+    steps: frozenset[str] | None = None
+    """Step ids of the flow; states of other steps are skipped undecoded (None: decode all)."""
+    trust_pickles: bool = False
+    """Decode with plain ``pickle.loads`` and import modules (``--trust-store-pickles``)."""
+
+
+class UntrustedStateError(RecoveryError, ValueError):
+    """A stored state cannot be rebuilt safely (or at all); nothing was changed."""
+
+
+def load_resume(store: RecoveryStore, epoch: int, restore: Restore | None = None) -> Resume:
+    """Every step's state as of the end of epoch ``epoch - 1``, decoded.
+
+    Raises ``UntrustedStateError`` (one line naming the step, key and class) for a state
+    ``restore`` does not allow to be rebuilt; it only reads, so call it before writing.
+    """
+    restore = Restore() if restore is None else restore
+    unpickle = None if restore.trust_pickles else safe_loads
     resume: Resume = {}
     for step_id, blob in store.load_changes(epoch):
-        sets, deleted = decode_changes(blob)
+        if restore.steps is not None and step_id not in restore.steps:
+            continue
+        try:
+            sets, deleted = decode_changes(blob, unpickle, restore.trust_pickles)
+        except StateDecodeError as ex:
+            raise _untrusted(store.db_dir, step_id, ex) from None
         states = resume.get(step_id)
         if states is None:
             resume[step_id] = states = sets
@@ -77,10 +115,30 @@ def load_resume(store: RecoveryStore, epoch: int) -> Resume:
     return resume
 
 
-def read_state(db_dir: Path | str) -> Resume:
+def _untrusted(db_dir: Path, step_id: str, ex: StateDecodeError) -> UntrustedStateError:
+    where = f"cannot resume from {db_dir}: the state of step {step_id!r} for key {ex.key!r}"
+    unchanged = "nothing was changed"
+    trust = "if you trust this store, run with --trust-store-pickles"
+    if isinstance(ex.error, RefusedClassError):
+        return UntrustedStateError(
+            f"{where} is a pickle naming {ex.error.name!r}, which is neither a class of the "
+            f"flow's own modules nor a standard value type; {unchanged} ({trust}: "
+            "docs/recovery.md, Trust model)"
+        )
+    if isinstance(ex.error, UnimportedModuleError):
+        return UntrustedStateError(
+            f"{where} names class {ex.error.path!r}, whose module the flow has not imported; "
+            f"{unchanged} (import it in the flow file, or {trust})"
+        )
+    return UntrustedStateError(
+        f"{where} cannot be decoded: {type(ex.error).__name__}: {ex.error}; {unchanged}"
+    )
+
+
+def read_state(db_dir: Path | str, restore: Restore | None = None) -> Resume:
     """The state a run on ``db_dir`` would resume with, read without locking or writing."""
     with RecoveryStore.inspect(db_dir) as store:
         plan = store.plan()
         if plan.problem is not None:
             raise InconsistentPartitionsError(plan.problem)
-        return load_resume(store, plan.epoch)
+        return load_resume(store, plan.epoch, restore)

@@ -16,22 +16,29 @@ before anything is written; a bad line raises ``BadImportError`` naming its numb
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
-from fastflow._cext.codec import decode
+from fastflow._cext.codec import UnimportedModuleError, decode
+from fastflow._engine.edit_spool import DuplicateKeyError, EditSpool, change_set
 from fastflow._engine.export import partition_of, step_ids
-from fastflow._engine.partitions import RecoveryError, names
+from fastflow._engine.partitions import (
+    InconsistentPartitionsError,
+    RecoveryError,
+    names,
+)
 from fastflow._engine.store import CHUNK_KEYS, ChangeSet, RecoveryStore
-
-Edits = dict[str, dict[str, bytes | None]]
-"""Step id -> key -> new state as typed JSON bytes (``None``: delete the key)."""
+from fastflow._engine.store_pickles import FASTFLOW_STATE_MODULES, safe_loads
 
 _MEMBERS = ("step", "key", "state")
+
+MAX_LINE_BYTES = 256 * 1024 * 1024
+"""Longest line an import reads (one key's state): bounds the memory of reading a line."""
 
 
 class BadImportError(RecoveryError, ValueError):
@@ -50,35 +57,46 @@ class Imported:
     """Epoch the next run resumes at."""
 
 
-def import_state(
-    db_dir: Path | str, lines: Iterable[bytes], *, allow_pickle: bool = False
-) -> Imported:
-    """Validate every line of ``lines``, then commit them to ``db_dir`` as one epoch.
+@dataclass(frozen=True)
+class Trust:
+    """What checking a line may run: unpickling, importing the modules it names."""
 
-    Refuses (nothing written) what ``RecoveryStore.open`` refuses (a running flow holds the
-    store: ``StoreLockedError``), and any bad line (``BadImportError``).
+    pickles: bool = False
+    """Unpickle ``$pickle`` states with plain pickle (``--allow-pickle``)."""
+    imports: bool = False
+    """Import the module a ``$dataclass`` names (``--allow-import``)."""
+
+
+def import_state(db_dir: Path | str, source: IO[bytes], trust: Trust | None = None) -> Imported:
+    """Check every line of ``source``, then commit them to ``db_dir`` as one epoch.
+
+    The store is only read until every line has passed (a refused import leaves its bytes
+    untouched); the lines wait in an ``EditSpool``, so memory does not grow with the file.
+    Refuses what ``RecoveryStore.open`` refuses (a running flow holds the store:
+    ``StoreLockedError``) and any bad line (``BadImportError``).
     """
-    with RecoveryStore.open(db_dir) as store:
-        edits = read_edits(lines, set(step_ids(store)), store.part_count, allow_pickle)
-        if not any(edits):
-            return Imported(0, 0, None, store.plan().epoch)
-        start = store.start_execution(worker_count=1)
-        changes = []
-        for index, part_edits in enumerate(edits):
-            empty = not _holds_state(store, index, start.epoch)
-            changes.append([
-                change_set
-                for step_id, entries in sorted(part_edits.items())
-                for change_set in change_sets(
-                    step_id,
-                    # A partition with no state has nothing to delete (and writes a base).
-                    [(k, v) for k, v in entries.items() if not (empty and v is None)],
+    trust = Trust() if trust is None else trust
+    with RecoveryStore.inspect(db_dir) as looking:
+        plan = looking.plan()
+        known, part_count = set(step_ids(looking)), looking.part_count
+    if plan.problem is not None:
+        raise InconsistentPartitionsError(plan.problem)
+    with EditSpool() as spool:
+        read_edits(source, known, part_count, trust, spool)
+        if not spool.set_keys + spool.deleted_keys:
+            return Imported(0, 0, None, plan.epoch)
+        with RecoveryStore.open(db_dir) as store:
+            if store.part_count != part_count:
+                raise RecoveryError(
+                    f"{db_dir} was repartitioned while the import was being checked; "
+                    "nothing was changed: import again"
                 )
-            ])
-        store.commit(start.epoch, [0], changes, gc_before=None)
-        deleted = sum(v is None for part in edits for e in part.values() for v in e.values())
-        total = sum(len(e) for part in edits for e in part.values())
-        return Imported(total - deleted, deleted, start.epoch, start.epoch + 1)
+            start = store.start_execution(worker_count=1)
+            # A partition with no state has nothing to delete (and writes a base).
+            changes = [spool.change_sets(index, _holds_state(store, index, start.epoch))
+                       for index in range(part_count)]
+            store.commit(start.epoch, [0], changes, gc_before=None)
+        return Imported(spool.set_keys, spool.deleted_keys, start.epoch, start.epoch + 1)
 
 
 def _holds_state(store: RecoveryStore, index: int, epoch: int) -> bool:
@@ -90,24 +108,31 @@ def _holds_state(store: RecoveryStore, index: int, epoch: int) -> bool:
 
 
 def read_edits(
-    lines: Iterable[bytes], known: set[str], part_count: int, allow_pickle: bool
-) -> list[Edits]:
-    """Parse and check every line; return the edits by partition (``BadImportError`` if bad)."""
-    edits: list[Edits] = [{} for _ in range(part_count)]
-    first_seen: dict[tuple[str, str], int] = {}
-    for number, line in enumerate(lines, 1):
+    source: IO[bytes], known: set[str], part_count: int, trust: Trust, spool: EditSpool
+) -> None:
+    """Parse and check every line into ``spool`` (``BadImportError`` at the first bad one)."""
+    if not trust.imports:  # fastflow's own state classes are checkable without the flag
+        for module in FASTFLOW_STATE_MODULES:
+            importlib.import_module(module)
+    number = 0
+    while line := source.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise BadImportError(
+                f"line {number}: longer than {MAX_LINE_BYTES // 2**20} MiB; one key's state "
+                "must be smaller"
+            )
         if not line.strip():
             continue
         step_id, key, state = _parse(number, line, known)
-        if (step_id, key) in first_seen:
+        blob = None if state is None else _checked_blob(number, state, trust)
+        try:
+            spool.add(partition_of(key, part_count), step_id, key, number, blob)
+        except DuplicateKeyError as ex:
             raise BadImportError(
-                f"line {number}: key {key!r} of step {step_id!r} is already on line "
-                f"{first_seen[step_id, key]}; give each key once"
-            )
-        first_seen[step_id, key] = number
-        blob = None if state is None else _checked_blob(number, state, allow_pickle)
-        edits[partition_of(key, part_count)].setdefault(step_id, {})[key] = blob
-    return edits
+                f"line {number}: key {_shown(key)} of step {_shown(step_id)} is already on line "
+                f"{ex.line}; give each key once"
+            ) from None
 
 
 def _parse(number: int, line: bytes, known: set[str]) -> tuple[str, str, Any]:
@@ -125,23 +150,34 @@ def _parse(number: int, line: bytes, known: set[str]) -> tuple[str, str, Any]:
         raise BadImportError(f"line {number}: step and key must be strings")
     if step_id not in known:
         raise BadImportError(
-            f"line {number}: unknown step {step_id!r}; the store holds state of "
+            f"line {number}: unknown step {_shown(step_id)}; the store holds state of "
             f"{names(sorted(known), limit=10) or 'no step'}"
         )
     return step_id, key, obj["state"]
 
 
-def _checked_blob(number: int, state: Any, allow_pickle: bool) -> bytes:
+def _shown(name: str, limit: int = 100) -> str:
+    """``repr`` of a step or key from the file, cut short: an error stays one readable line."""
+    return repr(name) if len(name) <= limit else f"{name[:limit]!r}... ({len(name)} characters)"
+
+
+def _checked_blob(number: int, state: Any, trust: Trust) -> bytes:
     """The state's typed JSON, once the codec has decoded it as a resume will."""
     blob = orjson.dumps(state)
-    if not allow_pickle and b'"$pickle"' in blob and _has_pickle(state):
+    if not trust.pickles and b'"$pickle"' in blob and _has_pickle(state):
         raise BadImportError(
             f"line {number}: the state holds a pickled object ({{\"$pickle\": ...}}); checking "
             "it would unpickle it, which can run any code: pass --allow-pickle if you trust "
             "this file"
         )
     try:
-        decode(blob)
+        decode(blob, None if trust.pickles else safe_loads, trust.imports)
+    except UnimportedModuleError as ex:
+        raise BadImportError(
+            f"line {number}: the state names class {ex.path!r}; checking it would import "
+            f"module {ex.module_name!r}, which runs its code: pass --allow-import if you "
+            "trust this file"
+        ) from None
     except Exception as ex:
         raise BadImportError(
             f"line {number}: the state cannot be decoded: {type(ex).__name__}: {ex}"
@@ -177,11 +213,7 @@ def change_sets(
 
     The encoded states are spliced in, not parsed again; blobs hold ``CHUNK_KEYS`` keys at most.
     """
-    sets = []
-    for chunk, start in enumerate(range(0, len(entries), CHUNK_KEYS)):
-        part = entries[start : start + CHUNK_KEYS]
-        members = b",".join(orjson.dumps(k) + b":" + v for k, v in part if v is not None)
-        dels = orjson.dumps([k for k, v in part if v is None])
-        blob = b'{"set":{' + members + b'},"del":' + dels + b"}"
-        sets.append(ChangeSet(step_id, 0, chunk, len(part), blob))
-    return sets
+    return [
+        change_set(step_id, chunk, list(entries[start : start + CHUNK_KEYS]))
+        for chunk, start in enumerate(range(0, len(entries), CHUNK_KEYS))
+    ]

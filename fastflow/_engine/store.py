@@ -29,9 +29,10 @@ The store is a compacted changelog, per partition:
 
 from __future__ import annotations
 
+import itertools
 import operator
 import sqlite3
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ from fastflow._engine.partitions import (
     now_iso,
     read_meta,
     transaction,
+    use_wal,
 )
 
 MAX_DELTAS = 1000
@@ -128,6 +130,8 @@ class _Partition:
         self.path = path
         self.conn = conn
         self.gc_horizon = horizon_of(conn)
+        self.written = False
+        """Whether this open wrote to it (and switched it to WAL mode)."""
 
 
 class RecoveryStore:
@@ -254,7 +258,7 @@ class RecoveryStore:
         try:
             for part in self._parts:
                 try:
-                    if self._lock is not None:
+                    if part.written:
                         part.conn.execute("PRAGMA busy_timeout=1000")
                         part.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
                         part.conn.execute("PRAGMA journal_mode=DELETE").fetchall()
@@ -394,12 +398,13 @@ class RecoveryStore:
         self,
         epoch: int,
         workers: Iterable[int],
-        changes: list[list[ChangeSet]],
+        changes: Sequence[Iterable[ChangeSet]],
         gc_before: int | None,
     ) -> None:
         """Durably record ``epoch``'s change sets and advance the frontiers of ``workers``.
 
-        ``changes[i]`` are partition ``i``'s change sets. Why one transaction per partition:
+        ``changes[i]`` are partition ``i``'s change sets (an iterator is consumed inside the
+        partition's transaction, so an import streams them). Why one transaction per partition:
         a partition then holds an epoch's change sets and the frontiers that cover them, or
         neither. ``gc_before`` (None = no GC) collects what only resumes at or below it
         need (see the module docstring), capped below the lowest frontier so that a resume
@@ -425,7 +430,7 @@ class RecoveryStore:
         part: _Partition,
         epoch: int,
         workers: list[int],
-        sets: list[ChangeSet],
+        sets: Iterable[ChangeSet],
         gc_before: int | None,
     ) -> None:
         """Commit to one partition; tests call it alone to simulate a crash between them."""
@@ -436,12 +441,14 @@ class RecoveryStore:
                 " WHERE execution = ? AND worker_index = ?",
                 [(epoch + 1, self._execution, worker) for worker in workers],
             )
-            if sets:
+            rows = iter(sets)
+            first = next(rows, None)
+            if first is not None:
                 kind = "base" if self._complete_from(conn, epoch) else "delta"
                 conn.executemany(
                     f"INSERT OR REPLACE INTO changesets"
                     f" VALUES ({epoch:d}, '{kind}', ?, ?, ?, ?, ?)",
-                    sets,
+                    itertools.chain([first], rows),
                 )
             if gc_before is not None:
                 horizon = self._collect(part, gc_before)
@@ -523,6 +530,9 @@ class RecoveryStore:
         self._check_open()
         if self._lock is None:
             raise RecoveryError(f"the recovery store {self.db_dir} was opened read-only")
+        if not part.written:
+            use_wal(part.conn)
+            part.written = True
         return _writing(self.db_dir, part, what)
 
     def _check_open(self) -> None:
