@@ -175,15 +175,19 @@ def test_input_needs_the_dataflow() -> None:
 
 
 def test_flow_without_input_cannot_run() -> None:
-    with pytest.raises(ValueError, match="'empty' needs at least one input step"):
+    with pytest.raises(RuntimeError, match="error building production dataflow") as info:
         run_main(Dataflow("empty"))
+    assert str(info.value.__cause__) == (
+        "Dataflow needs to contain at least one input step; add with `fastflow.operators.input`"
+    )
 
 
 def test_flow_without_output_cannot_run() -> None:
     flow, s = _flow_with_input()
     op.map("m", s, str)
-    with pytest.raises(ValueError, match="'df' needs at least one output or inspect step"):
+    with pytest.raises(RuntimeError, match="error building production dataflow") as info:
         run_main(flow)
+    assert "at least one output or inspect step" in str(info.value.__cause__)
 
 
 def test_inspect_alone_counts_as_output(capsys: pytest.CaptureFixture[str]) -> None:
