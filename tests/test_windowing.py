@@ -77,6 +77,19 @@ def test_event_clock_watermark_is_max_timestamp_minus_wait_plus_system_time_sinc
     assert logic.on_notify() == at(20), "end of input leaves the state alone"
 
 
+def test_event_clock_watermark_holds_while_the_system_clock_steps_back() -> None:
+    now = FakeNow()
+    logic = win.EventClock(at, timedelta(seconds=10), now_getter=now).build(None)
+    logic.before_batch()
+    assert logic.on_item(20) == (at(20), at(10))
+    now.now -= timedelta(seconds=30)
+    assert logic.on_notify() == at(10), "not at(-20)"
+    logic.before_batch()
+    assert logic.on_item(5) == (at(5), at(10)), "5 stays late"
+    now.now += timedelta(seconds=32)
+    assert logic.on_notify() == at(12), "on from where the clock had been"
+
+
 def test_event_clock_resumes_its_watermark() -> None:
     now = FakeNow()
     clock = win.EventClock(at, timedelta(seconds=10), now_getter=now)
