@@ -175,10 +175,11 @@ def test_sliding_windows_overlap() -> None:
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: E.sliding(5, 10), "can't be longer than `length`"),
+        (lambda: E.sliding(5, 10), "^sliding window `offset` can't be longer than `length`; "
+                                   "there would be undefined gaps between windows$"),
         (lambda: E.sliding(5, 0), "`offset` must be positive"),
         (lambda: E.tumbling(0), "`length` must be positive"),
-        (lambda: E.session(-1), "`gap` must not be negative"),
+        (lambda: E.session(-1), "^session window `gap` must not be negative$"),
     ],
 )
 def test_windower_parameters_are_checked(make: Any, message: str) -> None:
