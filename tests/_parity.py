@@ -60,19 +60,17 @@ def expected_scenario(name: str) -> Any:
     return ast.literal_eval((EXPECTED_WINDOWING / f"{name}.txt").read_text())
 
 
-def _explicit_python() -> Optional[str]:
-    return os.environ.get("FASTFLOW_BYTEWAX_PYTHON") or None
-
-
 def bytewax_python() -> Optional[str]:
     """The Bytewax interpreter to compare with live, or ``None`` if there is none.
 
     An interpreter named by ``FASTFLOW_BYTEWAX_PYTHON`` must work (``scripts/test`` names
     the one it built): a broken one raises instead of quietly skipping the live checks.
     """
-    explicit = _explicit_python()
+    explicit = os.environ.get("FASTFLOW_BYTEWAX_PYTHON")
     python = explicit or str(REPO / ".bytewax-venv" / "bin" / "python")
-    if not explicit and not Path(python).is_file():
+    if not Path(python).is_file():
+        if explicit:
+            raise RuntimeError(f"FASTFLOW_BYTEWAX_PYTHON names {python}, which does not exist")
         return None
     probe = subprocess.run(
         [python, "-c", "import bytewax.run, importlib.metadata as m; "
