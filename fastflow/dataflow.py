@@ -139,7 +139,7 @@ class Dataflow:
                 f"{type(self.flow_id).__name__}"
             )
         if "." in self.flow_id:
-            raise ValueError(f"'flow_id' can't contain any periods '.'; got {self.flow_id!r}")
+            raise ValueError("flow ID can't contain a period `.`")
         if not self.flow_id:
             raise ValueError("'flow_id' must not be empty")
         self._scope = _Scope(self.flow_id, self.substeps, self)
@@ -370,8 +370,8 @@ def operator(
             full_id = f"{scope.parent_id}.{step_id}"
             if full_id in scope.flow._step_ids:
                 raise ValueError(
-                    f"step {full_id!r} already exists; step ids must be unique "
-                    "within their operator"
+                    f"step {full_id!r} already exists; "
+                    "do you have two steps with the same ID?"
                 )
             scope.flow._step_ids.add(full_id)
             step = Operator(func.__name__, full_id)

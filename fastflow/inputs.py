@@ -15,7 +15,9 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from itertools import islice
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
+
+from typing_extensions import TypeVar
 
 __all__ = [
     "AbortExecution",
@@ -33,6 +35,8 @@ __all__ = [
 
 X = TypeVar("X")
 S = TypeVar("S")
+Sn = TypeVar("Sn", default=None)
+"""A state type that may be left out: ``SimplePollingSource[int]`` keeps no state (``None``)."""
 
 
 class AbortExecution(RuntimeError):
@@ -101,7 +105,7 @@ class DynamicSource(Source[X]):
         """Build this worker's partition."""
 
 
-class SimplePollingSource(FixedPartitionedSource[X, S]):
+class SimplePollingSource(FixedPartitionedSource[X, Sn]):
     """Call :meth:`next_item` every ``interval``, on one worker.
 
     Raise :class:`SimplePollingSource.Retry` from ``next_item`` to try again
@@ -149,8 +153,8 @@ class SimplePollingSource(FixedPartitionedSource[X, S]):
         return ["singleton"]
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: S | None
-    ) -> StatefulSourcePartition[X, S]:
+        self, step_id: str, for_part: str, resume_state: Sn | None
+    ) -> StatefulSourcePartition[X, Sn]:
         """Build the polling partition, first passing ``resume_state`` to :meth:`resume`."""
         if resume_state is not None:
             self.resume(resume_state)
@@ -160,13 +164,13 @@ class SimplePollingSource(FixedPartitionedSource[X, S]):
     def next_item(self) -> X | None:
         """Return the next item (``None``: none this time); ``StopIteration`` ends the input."""
 
-    def snapshot(self) -> S:
+    def snapshot(self) -> Sn:
         """Return where to resume reading after a restart (default ``None``: nothing to resume)."""
-        # None is an S only for sources without resume state (S = None), the ones that keep
-        # this default; a typed default for one choice of S is beyond Python's type system.
+        # None is an Sn only for sources without resume state (Sn = None), the ones that keep
+        # this default; a typed default for one choice of Sn is beyond Python's type system.
         return None  # type: ignore[return-value]
 
-    def resume(self, resume_state: S) -> None:
+    def resume(self, resume_state: Sn) -> None:
         """Continue after ``resume_state`` (what :meth:`snapshot` returned), before polling."""
 
 

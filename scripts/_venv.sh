@@ -10,8 +10,10 @@ if [ ! -x .venv/bin/python ]; then
     .venv/bin/python -m pip install -q "cython>=3.0" "setuptools>=77" ruff
     .venv/bin/python -m pip install -q -e ".[test,bench,kafka,ray]"
 fi
-# A .venv made before an extra joined lacks it (mypy, Ray): install the extras again.
-if [ ! -x .venv/bin/mypy ] || [ ! -x .venv/bin/ray ]; then
+# A .venv made before a dependency or extra joined lacks it (mypy, Ray, typing_extensions):
+# install them again.
+if [ ! -x .venv/bin/mypy ] || [ ! -x .venv/bin/ray ] \
+    || ! .venv/bin/python -c "import typing_extensions" 2>/dev/null; then
     .venv/bin/python -m pip install -q -e ".[test,bench,kafka,ray]"
 fi
 # setup.py reads pyproject.toml's SPDX licence string, which needs setuptools 77.

@@ -1,26 +1,32 @@
-"""The same flow file gives the same stdout under Bytewax 0.21 and under fastflow.
+"""The same flow file gives the same stdout and exit code under Bytewax 0.21.1 and fastflow.
 
-Every ``tests/flows/*.py`` imports ``bytewax``. Each is run with a real
-Bytewax (``python -m bytewax.run``, from the interpreter named by
-``FASTFLOW_BYTEWAX_PYTHON``, default ``/work/bxvenv/bin/python``) and, with
-``bytewax`` replaced by ``fastflow`` in its text, with the ``fastflow run``
-command. Standard output and exit codes must match exactly. Skipped when that
-Bytewax is not available.
+Every ``tests/flows/*.py`` imports ``bytewax``. With ``bytewax`` replaced by
+``fastflow`` in its text it is run with the ``fastflow run`` command, and its
+stdout and exit code must equal Bytewax's, recorded in ``tests/parity/flows/``
+(see ``_parity.py``): this runs everywhere. When a Bytewax interpreter is at
+hand (``scripts/test`` builds one), Bytewax's live output must equal the
+recording too, so the recording cannot drift from what Bytewax does.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 from typing import List
 
 import pytest
+from _parity import (
+    EXPECTED_FLOWS,
+    Outcome,
+    bytewax_python,
+    expected_flow,
+    flow_files,
+    run_bytewax_flow,
+    run_flow,
+)
 
 pytestmark = pytest.mark.bytewax
 
-FLOWS_DIR = Path(__file__).parent / "flows"
-FLOWS = sorted(FLOWS_DIR.glob("*.py"))
+FLOWS = flow_files()
 
 # Flows whose output differs on purpose (see docs/migrating-from-bytewax.md).
 KNOWN_DIFFERENCES = {
@@ -31,33 +37,27 @@ KNOWN_DIFFERENCES = {
     ),
 }
 
-_TIMEOUT = 300  # seconds; only guards against a hung run
+
+class KnownDifference(AssertionError):
+    """The output differs from Bytewax's only as a known difference says: same lines, reordered."""
 
 
 @pytest.fixture(scope="session")
-def bytewax_python() -> str:
-    """The interpreter with Bytewax 0.21 installed, or skip."""
-    python = os.environ.get("FASTFLOW_BYTEWAX_PYTHON", "/work/bxvenv/bin/python")
-    if not Path(python).is_file():
-        pytest.skip(f"no Bytewax interpreter at {python} (set FASTFLOW_BYTEWAX_PYTHON)")
-    probe = subprocess.run(
-        [python, "-c", "import bytewax.run"], capture_output=True, text=True, timeout=_TIMEOUT
-    )
-    if probe.returncode != 0:
-        pytest.skip(f"{python} cannot import bytewax: {probe.stderr.strip()[-200:]}")
+def live_bytewax() -> str:
+    """The Bytewax 0.21.1 interpreter, or skip (``scripts/test`` always provides one)."""
+    python = bytewax_python()
+    if python is None:
+        pytest.skip("no .bytewax-venv and no FASTFLOW_BYTEWAX_PYTHON (scripts/test builds it)")
     return python
 
 
-def _run(cmd: List[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=_TIMEOUT)
-
-
-def _params() -> List[object]:
+def _flows(known_differences_fail: bool) -> List[object]:
     params: List[object] = []
     for path in FLOWS:
-        reason = KNOWN_DIFFERENCES.get(path.stem)
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        reason = KNOWN_DIFFERENCES.get(path.stem) if known_differences_fail else None
+        # Only the difference described may fail the test: anything else is a real failure.
+        xfail = pytest.mark.xfail(strict=True, raises=KnownDifference, reason=reason)
+        marks = [xfail] if reason else []
         params.append(pytest.param(path, id=path.stem, marks=marks))
     return params
 
@@ -67,24 +67,44 @@ def test_there_are_flows_to_compare() -> None:
     assert set(KNOWN_DIFFERENCES) <= {path.stem for path in FLOWS}
 
 
-@pytest.mark.parametrize("flow_file", _params())
+def test_every_flow_has_exactly_one_recording() -> None:
+    assert sorted(EXPECTED_FLOWS.iterdir()) == sorted(
+        EXPECTED_FLOWS / f"{path.stem}{suffix}" for path in FLOWS for suffix in (".exit", ".stdout")
+    ), "a flow without a recording, or a recording without a flow: run scripts/parity-update"
+
+
+@pytest.mark.parametrize("flow_file", _flows(known_differences_fail=True))
 def test_same_output_as_bytewax(
-    flow_file: Path, tmp_path: Path, bytewax_python: str, fastflow_command: List[str]
+    flow_file: Path, tmp_path: Path, fastflow_command: List[str]
 ) -> None:
     text = flow_file.read_text()
     assert "import bytewax" in text or "from bytewax" in text
     assert "fastflow" not in text
+    expected = expected_flow(flow_file.stem)
+    assert expected.stdout, "Bytewax printed something for every flow"
 
-    bx_dir = tmp_path / "bytewax"
-    bx_dir.mkdir()
-    (bx_dir / flow_file.name).write_text(text)
-    expected = _run([bytewax_python, "-m", "bytewax.run", flow_file.name], bx_dir)
+    got = run_flow([*fastflow_command, "run"], flow_file, text.replace("bytewax", "fastflow"),
+                   tmp_path)
+    if flow_file.stem in KNOWN_DIFFERENCES:
+        assert got.exit_code == expected.exit_code, f"fastflow stderr:\n{got.stderr}"
+        assert sorted(got.stdout.splitlines()) == sorted(expected.stdout.splitlines())
+        if got != expected:
+            raise KnownDifference(KNOWN_DIFFERENCES[flow_file.stem])
+    assert got == expected, f"fastflow stderr:\n{got.stderr}"
 
-    ff_dir = tmp_path / "fastflow"
-    ff_dir.mkdir()
-    (ff_dir / flow_file.name).write_text(text.replace("bytewax", "fastflow"))
-    got = _run([*fastflow_command, "run", flow_file.name], ff_dir)
 
-    assert expected.stdout, f"Bytewax printed nothing; stderr:\n{expected.stderr}"
-    assert got.stdout == expected.stdout, f"fastflow stderr:\n{got.stderr}"
-    assert got.returncode == expected.returncode, f"fastflow stderr:\n{got.stderr}"
+@pytest.mark.parametrize("flow_file", _flows(known_differences_fail=False))
+def test_live_bytewax_gives_the_recorded_output(
+    flow_file: Path, tmp_path: Path, live_bytewax: str
+) -> None:
+    got = run_bytewax_flow(live_bytewax, flow_file, tmp_path)
+    assert got == expected_flow(flow_file.stem), (
+        f"Bytewax's output changed; check it and run scripts/parity-update. "
+        f"Bytewax stderr:\n{got.stderr}"
+    )
+
+
+def test_outcomes_compare_stdout_and_exit_code_only() -> None:
+    assert Outcome("x\n", 0, "one") == Outcome("x\n", 0, "other")
+    assert Outcome("x\n", 0) != Outcome("x\n", 1)
+    assert Outcome("x\n", 0) != Outcome("y\n", 0)

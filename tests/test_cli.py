@@ -403,8 +403,8 @@ BAD_INPUT = [
     (["run", "double:make(name)"], "the arguments in 'make(name)' must be Python literals"),
     (
         ["run", "noinput.py"],
-        "noinput.py:flow: dataflow 'noinput' needs at least one input step; "
-        "add one with `fastflow.operators.input`",
+        "noinput.py:flow: Dataflow needs to contain at least one input step; "
+        "add with `fastflow.operators.input`",
     ),
     (
         ["run", "-i", "0", "-a", "hosts.txt", "double.py"],

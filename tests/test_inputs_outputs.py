@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import queue
+import subprocess
+import sys
 import zlib
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, AsyncIterator, Iterable, List, Optional
 
 import pytest
 
+import fastflow
 import fastflow.operators as op
 from fastflow._cext.routing import RoutingError
 from fastflow.connectors.stdio import StdInSource, StdOutSink
@@ -195,6 +200,62 @@ def test_simple_polling_source_retry_polls_again() -> None:
     retry = SimplePollingSource.Retry(timedelta(milliseconds=1))
     assert retry.timeout == timedelta(milliseconds=1)
     assert _run_source(_Polled([1, retry, 2, retry, retry, 3])) == [1, 2, 3]
+
+
+class _CountToThree(SimplePollingSource[int]):
+    """Bytewax's ``examples/batch_operator.py`` source: one type argument, no state."""
+
+    def __init__(self) -> None:
+        super().__init__(timedelta(microseconds=1))
+        self.count = 0
+
+    def next_item(self) -> int:
+        self.count += 1
+        if self.count > 3:
+            raise StopIteration()
+        return self.count
+
+
+def test_simple_polling_source_takes_one_type_argument() -> None:
+    assert _run_source(_CountToThree()) == [1, 2, 3]
+    assert _CountToThree().snapshot() is None
+
+
+_TYPED_USE = """
+from datetime import timedelta
+from fastflow.inputs import SimplePollingSource
+
+class Counter(SimplePollingSource[int]):
+    def next_item(self) -> int | None:
+        return 1
+
+class Resumable(SimplePollingSource[int, str]):
+    def next_item(self) -> int | None:
+        return 1
+
+    def snapshot(self) -> str:
+        return "resume here"
+
+none: None = Counter(timedelta(seconds=1)).snapshot()
+text: str = Resumable(timedelta(seconds=1)).snapshot()
+wrong: int = Counter(timedelta(seconds=1)).snapshot()
+"""
+
+
+def test_simple_polling_source_state_type_defaults_to_none_for_mypy(tmp_path: Path) -> None:
+    (tmp_path / "use.py").write_text(_TYPED_USE)
+    checkout = Path(fastflow.__file__).parent.parent  # mypy does not read editable installs
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir",
+         str(tmp_path / "cache"), "use.py"],
+        cwd=tmp_path, env={**os.environ, "MYPYPATH": str(checkout)}, capture_output=True,
+        text=True, timeout=600, check=False,
+    )
+    errors = [line for line in done.stdout.splitlines() if ": error:" in line]
+    assert errors == [
+        'use.py:18: error: Incompatible types in assignment (expression has type "None", '
+        'variable has type "int")  [assignment]'
+    ], done.stdout + done.stderr
 
 
 def test_simple_polling_source_is_one_partition() -> None:

@@ -274,10 +274,13 @@ def test_starting_offset_end_is_fixed_when_the_partition_is_built(cluster: Clust
 
 
 def test_source_validates_its_arguments() -> None:
-    with pytest.raises(TypeError, match="brokers must be an iterable of strings, not a string"):
+    # Bytewax's wording first.
+    with pytest.raises(TypeError, match="^brokers must be an iterable and not a string; got "):
         KafkaSource("localhost:9092", ["t"])
-    with pytest.raises(TypeError, match="topics must be an iterable of strings"):
+    with pytest.raises(TypeError, match="^topics must be an iterable and not a string; got 't'$"):
         KafkaSource(["localhost:9092"], "t")
+    with pytest.raises(TypeError, match="^brokers must be an iterable and not a string; got "):
+        KafkaSink("localhost:9092", "t")
     with pytest.raises(ValueError, match="batch_size must be at least 1, not 0"):
         KafkaSource(["localhost:9092"], ["t"], batch_size=0)
     source = KafkaSource(["localhost:9092"], ["t"])
@@ -312,7 +315,7 @@ def test_consumer_error_raises_with_raise_on_errors(cluster: Cluster) -> None:
         with pytest.raises(RuntimeError) as caught:
             poll_until_something(part)
         assert str(caught.value).startswith(
-            f"error reading Kafka topic {topic!r} partition 0: fetch failed due to requested "
+            f"error consuming from Kafka topic `{topic!r}`: fetch failed due to requested "
             "offset not available on the broker: Broker: Offset out of range"
         )
     finally:

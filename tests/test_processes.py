@@ -28,6 +28,7 @@ FASTFLOW = shutil.which("fastflow", path=str(Path(sys.executable).parent))
 BATCHING_DEPENDENT = {
     "stateful_batch_order": "prints each batch a key receives; processes batch differently",
     "stateful_notify_order": "prints what arrived before a timer fired; that depends on timing",
+    "stateful_notify_timing": "the round an item reaches a step decides when it is notified",
     "raising": "its error line names the failed process (tested below)",
 }
 

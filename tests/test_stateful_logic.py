@@ -11,7 +11,7 @@ sorts them); at end of input both go in sorted key order.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, List
 
 import pytest
@@ -338,3 +338,85 @@ def test_raising_snapshot_names_the_step_and_key(tmp_path: Any) -> None:
     with pytest.raises(FastflowRuntimeError, match="'df.x.stateful_batch'.*'k'") as info:
         run_main(flow, recovery_config=RecoveryConfig(tmp_path))
     assert isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+# When a time already due is notified (Bytewax 0.21.1's timing; parity flow
+# flows/stateful_notify_timing.py).
+
+
+class NotifyNow(StatefulLogic):
+    """Asks to be notified at once after each item (``datetime.now()``), then calls."""
+
+    def __init__(self, calls: List[str], discard: bool) -> None:
+        self.calls = calls
+        self.discard = discard
+        self.due: Any = None
+
+    def on_item(self, value: Any) -> Any:
+        self.calls.append(f"on_item {value}")
+        self.due = datetime.now(timezone.utc)
+        return [value], self.RETAIN
+
+    def on_notify(self) -> Any:
+        self.calls.append("on_notify")
+        self.due = None
+        return ["NOTIFY"], self.discard
+
+    def on_eof(self) -> Any:
+        self.calls.append("on_eof")
+        return ["EOF"], self.RETAIN
+
+    def notify_at(self) -> Any:
+        return self.due
+
+    def snapshot(self) -> None:
+        return None
+
+
+def _notify_now(items: List[Any], discard: bool = False, **run_kw: Any) -> List[Any]:
+    out: List[Any] = []
+    flow = Dataflow("df")
+    s = op.input("inp", flow, TestingSource(items))
+    calls: List[str] = []
+    op.output("out", op.stateful("s", s, lambda _r: NotifyNow(calls, discard)), TestingSink(out))
+    run_main(flow, **run_kw)
+    return out
+
+
+@pytest.mark.parametrize("discard", [True, False])
+def test_closing_an_epoch_notifies_what_is_due_before_reading_on(discard: bool) -> None:
+    """Bytewax's test_stateful_on_notify_discard / _retain: each item, then its notification."""
+    items = [("a", "ITEM")] * 3 + [("b", "ITEM")]
+    out = _notify_now(items, discard, epoch_interval=timedelta(0))
+    pairs = [("a", "ITEM"), ("a", "NOTIFY")] * 3 + [("b", "ITEM"), ("b", "NOTIFY")]
+    assert out == pairs + ([] if discard else [("a", "EOF"), ("b", "EOF")])
+
+
+def test_a_time_a_batch_asks_for_is_notified_after_the_next_batch() -> None:
+    """Keys due are the ones due when the round begins; the next batch comes first."""
+    out = _notify_now([("a", 1), ("a", 2), ("a", 3)])  # an epoch lasts the whole run
+    assert out == [("a", 1), ("a", 2), ("a", "NOTIFY"), ("a", 3), ("a", "NOTIFY"), ("a", "EOF")]
+
+
+def test_a_key_due_at_the_end_of_input_is_notified_before_on_eof() -> None:
+    class LastAtEof(StatefulLogic):
+        def on_item(self, value: Any) -> Any:
+            return [value], self.RETAIN
+
+        def on_eof(self) -> Any:
+            return ["LAST"], self.RETAIN
+
+        def snapshot(self) -> None:
+            return None
+
+    calls: List[str] = []
+    out: List[Any] = []
+    flow = Dataflow("df")
+    # LAST (emitted at the end of the first step) and the end of input reach `s` together.
+    last = op.stateful("last", op.input("inp", flow, TestingSource([("a", 1)])),
+                       lambda _r: LastAtEof())
+    op.output("out", op.stateful("s", last, lambda _r: NotifyNow(calls, False)),
+              TestingSink(out))
+    run_main(flow)
+    assert out == [("a", 1), ("a", "NOTIFY"), ("a", "LAST"), ("a", "NOTIFY"), ("a", "EOF")]
+    assert calls == ["on_item 1", "on_notify", "on_item LAST", "on_notify", "on_eof"]

@@ -11,7 +11,9 @@ import pytest
 import fastflow.operators as op
 import fastflow.testing as testing
 from fastflow.dataflow import Dataflow
+from fastflow.errors import FastflowRuntimeError
 from fastflow.inputs import AbortExecution, StatelessSourcePartition
+from fastflow.run import cli_main
 from fastflow.testing import (
     TestingSink,
     TestingSource,
@@ -519,10 +521,23 @@ def test_cluster_main_rejects_what_it_cannot_run_yet() -> None:
         cluster_main(flow, ["localhost:2101"], 1)
 
 
-@pytest.mark.parametrize("entry", ["run_main", "cluster_main"])
+@pytest.mark.parametrize("entry", ["run_main", "cluster_main", "cli_main", "cli_main -p 2"])
 def test_a_flow_without_output_is_refused_by_every_entry_point(entry: str) -> None:
     flow = Dataflow("df")
     op.map("m", op.input("inp", flow, TestingSource([1])), str)
-    # Bytewax's key phrase: "at least one output or inspect step".
-    with pytest.raises(ValueError, match="at least one output or inspect step"):
-        run_main(flow) if entry == "run_main" else cluster_main(flow, [], 0)
+    runs = {
+        "run_main": lambda: run_main(flow),
+        "cluster_main": lambda: cluster_main(flow, [], 0),
+        "cli_main": lambda: cli_main(flow),
+        "cli_main -p 2": lambda: cli_main(flow, processes=2),
+    }
+    # As in Bytewax: a RuntimeError (so `except RuntimeError` around a run catches it)
+    # raised from the ValueError that says what is missing, in Bytewax's words.
+    with pytest.raises(RuntimeError, match="^error building production dataflow$") as info:
+        runs[entry]()
+    assert isinstance(info.value, FastflowRuntimeError)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert str(info.value.__cause__) == (
+        "Dataflow needs to contain at least one output or inspect step; "
+        "add with `fastflow.operators.output` or `fastflow.operators.inspect`"
+    )

@@ -3,23 +3,21 @@
 Flows run through :class:`windowing_scenarios.Engine`: an ``EventClock`` with
 a fixed system time over values that are seconds after ``T0``; outputs are
 normalized, window metadata to ``("meta", ("at", open), ("at", close), merged)``.
-The expected values were checked against Bytewax 0.21.1, and
-``test_parity_with_bytewax`` re-checks every scenario when Bytewax is around.
+The expected values were checked against Bytewax 0.21.1;
+``test_parity_with_bytewax`` compares every scenario with Bytewax's recorded
+result, and ``test_live_bytewax_gives_the_recorded_result`` re-runs Bytewax.
 """
 
 from __future__ import annotations
 
-import ast
-import os
-import subprocess
 import sys
 import tempfile
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 import orjson
 import pytest
+from _parity import EXPECTED_WINDOWING, bytewax_python, expected_scenario, run_bytewax_scenarios
 from windowing_scenarios import FIXED_NOW, SCENARIOS, T0, Engine, at, by_key, recorder_logic
 
 import fastflow.operators as op
@@ -31,7 +29,6 @@ from fastflow.recovery import RecoveryConfig, init_db_dir
 from fastflow.testing import TestingSink, TestingSource, run_main
 
 E = Engine.load("fastflow")
-BYTEWAX_PYTHON = Path(os.environ.get("FASTFLOW_BYTEWAX_PYTHON", "/work/bxvenv/bin/python"))
 
 
 def meta(open_s: float, close_s: float, merged: Sequence[int] = ()) -> Any:
@@ -78,6 +75,19 @@ def test_event_clock_watermark_is_max_timestamp_minus_wait_plus_system_time_sinc
     assert logic.on_item(30) == (at(30), at(20))
     assert logic.on_eof() == win.UTC_MAX
     assert logic.on_notify() == at(20), "end of input leaves the state alone"
+
+
+def test_event_clock_watermark_holds_while_the_system_clock_steps_back() -> None:
+    now = FakeNow()
+    logic = win.EventClock(at, timedelta(seconds=10), now_getter=now).build(None)
+    logic.before_batch()
+    assert logic.on_item(20) == (at(20), at(10))
+    now.now -= timedelta(seconds=30)
+    assert logic.on_notify() == at(10), "not at(-20)"
+    logic.before_batch()
+    assert logic.on_item(5) == (at(5), at(10)), "5 stays late"
+    now.now += timedelta(seconds=32)
+    assert logic.on_notify() == at(12), "on from where the clock had been"
 
 
 def test_event_clock_resumes_its_watermark() -> None:
@@ -165,10 +175,11 @@ def test_sliding_windows_overlap() -> None:
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: E.sliding(5, 10), "can't be longer than `length`"),
+        (lambda: E.sliding(5, 10), "^sliding window `offset` can't be longer than `length`; "
+                                   "there would be undefined gaps between windows$"),
         (lambda: E.sliding(5, 0), "`offset` must be positive"),
         (lambda: E.tumbling(0), "`length` must be positive"),
-        (lambda: E.session(-1), "`gap` must not be negative"),
+        (lambda: E.session(-1), "^session window `gap` must not be negative$"),
     ],
 )
 def test_windower_parameters_are_checked(make: Any, message: str) -> None:
@@ -727,24 +738,36 @@ def test_waiting_forever_matches_bytewax() -> None:
                                     ("late ones", (2, 1))], "closed in the order they opened"
 
 
-# Parity with Bytewax.
-
-
-@pytest.fixture(scope="module")
-def bytewax_results() -> Dict[str, Any]:
-    if not BYTEWAX_PYTHON.exists():
-        pytest.skip(f"no Bytewax interpreter at {BYTEWAX_PYTHON}")
-    script = Path(__file__).with_name("windowing_scenarios.py")
-    done = subprocess.run([str(BYTEWAX_PYTHON), str(script), "bytewax"], capture_output=True,
-                          text=True, cwd=tempfile.gettempdir(), check=False)
-    if done.returncode != 0:
-        pytest.fail(f"Bytewax scenarios failed:\n{done.stderr}")
-    return ast.literal_eval(done.stdout.strip().splitlines()[-1])
+# Parity with Bytewax: its results are recorded in tests/parity/windowing/ (see _parity.py).
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_parity_with_bytewax(name: str, bytewax_results: Dict[str, Any]) -> None:
-    assert SCENARIOS[name](E) == bytewax_results[name]
+def test_parity_with_bytewax(name: str) -> None:
+    assert SCENARIOS[name](E) == expected_scenario(name)
+
+
+def test_every_scenario_has_exactly_one_recording() -> None:
+    assert sorted(p.name for p in EXPECTED_WINDOWING.iterdir()) == sorted(
+        f"{name}.txt" for name in SCENARIOS
+    ), "a scenario without a recording, or a recording without a scenario: scripts/parity-update"
+
+
+@pytest.fixture(scope="module")
+def live_bytewax_results() -> Dict[str, Any]:
+    python = bytewax_python()
+    if python is None:
+        pytest.skip("no .bytewax-venv and no FASTFLOW_BYTEWAX_PYTHON (scripts/test builds it)")
+    return run_bytewax_scenarios(python)
+
+
+@pytest.mark.bytewax
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_live_bytewax_gives_the_recorded_result(
+    name: str, live_bytewax_results: Dict[str, Any]
+) -> None:
+    assert live_bytewax_results[name] == expected_scenario(name), (
+        "Bytewax's result changed; check it and run scripts/parity-update"
+    )
 
 
 def test_scenarios_group_by_key() -> None:

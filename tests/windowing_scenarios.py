@@ -431,6 +431,27 @@ def ends_of_time(e: Engine) -> Any:
     }
 
 
+@scenario
+def system_clock_steps_back(e: Engine) -> Any:
+    """The system clock goes back 20 s, then forward again (NTP, a changed clock).
+
+    Each value is ``(event seconds, system seconds)``; a map step sets the
+    clock's system time from it before the window step reads it.
+    """
+    now = [FIXED_NOW]
+
+    def set_now(item: Any) -> Any:
+        key, (event_s, system_s) = item
+        now[0] = FIXED_NOW + timedelta(seconds=system_s)
+        return key, event_s
+
+    items = _keyed("a", (5, 0), "a", (2, -20), "a", (4, -20), "a", (12, -5), "a", (9, 5),
+                   "a", (30, 6))
+    clock = e.win.EventClock(at, timedelta(0), now_getter=lambda: now[0])
+    return e.run([items], lambda s: e.win.collect_window(
+        "cw", e.op.map("set_now", s, set_now), clock, e.tumbling()))
+
+
 def _runs(e: Engine, items: List[Any], build: Callable[..., Any], count: int, **kw: Any) -> Any:
     """Run the same flow ``count`` times on one recovery directory; each run's outputs."""
     with tempfile.TemporaryDirectory() as db_dir:

@@ -19,6 +19,7 @@ from fastflow._engine.snapshot import Recorded, Restore, encode_epoch, load_resu
 from fastflow._engine.store import RecoveryStore
 from fastflow._engine.worker import LocalPacer, Workers
 from fastflow.dataflow import Dataflow
+from fastflow.errors import FastflowRuntimeError
 from fastflow.recovery import RecoveryConfig
 
 DEFAULT_EPOCH_INTERVAL = timedelta(seconds=10)
@@ -52,7 +53,10 @@ def run_flow(
     for name, value in (("worker_count", worker_count), ("processes", processes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a whole number >= 1; got {value!r}")
-    plan = flatten(flow)
+    try:
+        plan = flatten(flow)
+    except ValueError as ex:  # Bytewax's type and wording, so `except RuntimeError` catches it
+        raise FastflowRuntimeError("error building production dataflow") from ex
     if ray is not None:
         _run_on_ray(plan, processes, worker_count, interval, recovery_config, ray)
         return

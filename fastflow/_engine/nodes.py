@@ -81,12 +81,22 @@ class Node:
         """Whether this node has finished: all its upstreams ended and it flushed."""
         return self._ended
 
+    @property
+    def end_pending(self) -> bool:
+        """Whether every upstream has ended but this node has not finished yet."""
+        return self._open_ups == 0 and not self._ended
+
     def upstream_ended(self) -> None:
         """One upstream reached end of input (this node finishes in its next turn)."""
         self._open_ups -= 1
 
     def run(self) -> None:
         """Take this round's turn: handle waiting batches, then finish if all upstreams ended."""
+        self.take()
+        self.end_if_done()
+
+    def take(self) -> None:
+        """Handle the batches waiting in the inboxes."""
         if any(self.inboxes):
             waiting: list[list[Any]] = []
             for inbox in self.inboxes:
@@ -94,7 +104,10 @@ class Node:
                 inbox.clear()
             # All that arrived this round is one batch, upstreams in order (as in Bytewax).
             self.push(waiting[0] if len(waiting) == 1 else list(chain.from_iterable(waiting)))
-        if self._open_ups == 0 and not self._ended:
+
+    def end_if_done(self) -> None:
+        """Finish and end the downstreams once every upstream has ended."""
+        if self.end_pending:
             self._ended = True
             self.finish()
             self._end()
@@ -212,8 +225,12 @@ class StatefulNode(Node):
         """The earliest time a key asked to be notified at, if any."""
         raise NotImplementedError
 
-    def notify(self, now: datetime) -> None:
-        """Call ``on_notify`` for every key whose time has come (in key order)."""
+    def due_keys(self, now: datetime) -> list[str]:
+        """The keys whose time to be notified has come by ``now``, in key order."""
+        raise NotImplementedError
+
+    def notify(self, keys: list[str]) -> None:
+        """Call ``on_notify`` for each of ``keys`` still kept (a batch may have discarded one)."""
         raise NotImplementedError
 
     def expire(self, now: float) -> None:
@@ -261,8 +278,12 @@ class _RawStateNode(StatefulNode):
     def next_notify(self) -> None:
         return None
 
-    def notify(self, now: datetime) -> None:
-        """Nothing to do: no raw state asks to be notified (``notifies`` is false)."""
+    def due_keys(self, now: datetime) -> list[str]:
+        """None: no raw state asks to be notified (``notifies`` is false)."""
+        return []
+
+    def notify(self, keys: list[str]) -> None:
+        """Nothing to do: no raw state asks to be notified."""
 
     def changes(self) -> Changes:
         """The raw states themselves: no call per key of ours."""
@@ -337,6 +358,17 @@ class LogicStateNode(StatefulNode):
         super().__init__(step_id, down, end, track_changes)
         self._builder = builder
         self._timers: dict[str, datetime] = {}
+        self._end_seen = False
+
+    def end_if_done(self) -> None:
+        """Finish one turn after the upstreams ended, as Bytewax's step learns of it.
+
+        Keys due by then (also ones the last batch asked for) are notified before ``on_eof``.
+        """
+        if self.end_pending and not self._end_seen:
+            self._end_seen = True
+            return
+        super().end_if_done()
 
     def push(self, batch: list[Any]) -> None:
         step_id = self.step_id
@@ -373,11 +405,15 @@ class LogicStateNode(StatefulNode):
     def next_notify(self) -> datetime | None:
         return min(self._timers.values()) if self._timers else None
 
-    def notify(self, now: datetime) -> None:
-        due = sorted(key for key, at in self._timers.items() if at <= now)
+    def due_keys(self, now: datetime) -> list[str]:
+        return sorted(key for key, at in self._timers.items() if at <= now)
+
+    def notify(self, keys: list[str]) -> None:
         out: list[Any] = []
-        for key in due:
-            logic = self.states[key]
+        for key in keys:
+            logic = self.states.get(key)
+            if logic is None:
+                continue
             result = call_user(self.step_id, "on_notify", logic.on_notify, key=key)
             self._after(key, logic, result, out)
         if out:

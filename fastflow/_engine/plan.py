@@ -45,12 +45,12 @@ def flatten(flow: Dataflow) -> list[CoreStep]:
     ]
     if not any(step.kind == "input" for step in plan):
         raise ValueError(
-            f"dataflow {flow.flow_id!r} needs at least one input step; "
-            "add one with `fastflow.operators.input`"
+            "Dataflow needs to contain at least one input step; "
+            "add with `fastflow.operators.input`"
         )
     if not any(step.kind in _OUTPUT_KINDS for step in plan):
         raise ValueError(
-            f"dataflow {flow.flow_id!r} needs at least one output or inspect step; "
-            "add one with `fastflow.operators.output` or `fastflow.operators.inspect`"
+            "Dataflow needs to contain at least one output or inspect step; "
+            "add with `fastflow.operators.output` or `fastflow.operators.inspect`"
         )
     return plan

@@ -274,20 +274,31 @@ class Workers:
         live = [node for node in self.inputs if node.live]
         nodes = self.nodes
         timed = [node for node in self.stateful if node.notifies]
+        epoch, notified_only = self.epoch, False
         try:
             while True:
                 worked = False
-                if pacer.before_round(self):
+                read = pacer.before_round(self)
+                due = self._due(timed) if timed else None
+                if due and self.epoch != epoch and not notified_only:
+                    # As in Bytewax, closing an epoch activates the stateful steps once more:
+                    # a round of the notifications due, before the sources are read again.
+                    read, worked, notified_only = False, True, True
+                else:
+                    notified_only = False
+                epoch = self.epoch
+                if read:
                     for node in live:
                         worked |= node.poll(None)
                     live = [node for node in live if node.live]
-                due = self._due(timed) if timed else None
                 if due:
                     for step in nodes:
                         due.get(step, step.run)()  # a step with due keys notifies in its turn
                 else:
                     for step in nodes:
                         step.run()
+                if timed and not live and any(node.end_pending for node in timed):
+                    worked = True  # a step learning of the end next round (LogicStateNode)
                 if pacer.after_round(self, worked, live, timed):
                     break
         except AbortExecution:
@@ -299,28 +310,25 @@ class Workers:
                 sink.close()
 
     def _due(self, timed: list[StatefulNode]) -> dict[Node, Callable[[], None]]:
-        """The turn, with notifications, of each step that has keys due by now."""
+        """The turn, with notifications, of each step that has keys due at the round's start."""
         now = datetime.now(timezone.utc)
         return {
-            node: functools.partial(self._notifying_turn, node, now)
+            node: functools.partial(self._notifying_turn, node, keys)
             for node in timed
-            if (at := node.next_notify()) is not None and at <= now
+            if (keys := node.due_keys(now))
         }
 
     @staticmethod
-    def _notifying_turn(node: StatefulNode, now: datetime) -> None:
-        """Take the turn of a step with keys due by ``now``, in Bytewax's order.
+    def _notifying_turn(node: StatefulNode, keys: list[str]) -> None:
+        """Take the turn of a step with ``keys`` due, in Bytewax's order.
 
         ``on_batch`` for what reached the step this round, then ``on_notify``
-        for the due keys, then (at the end of input) ``on_eof``; the emits of
-        all of them go downstream in this round, in that order.
+        for the keys that were due when the round began (a time a batch asks for
+        now is due in a later round), then (at the end of input) ``on_eof``.
         """
-        if any(node.inboxes):
-            node.run()
-            node.notify(now)
-        else:  # nothing arrived: notify before a possible end of input
-            node.notify(now)
-            node.run()
+        node.take()
+        node.notify(keys)
+        node.end_if_done()
 
     def close_epoch(self) -> list[tuple[int, Recorded]]:
         """End the epoch on every local worker; return what changed in it, to snapshot."""
@@ -360,7 +368,7 @@ class LocalPacer:
         self, workers: Workers, worked: bool, live: list[InputNode], timed: list[StatefulNode]
     ) -> bool:
         """Close the epoch when its time has come, or for good when all inputs ended."""
-        if not live:
+        if not live and workers.ended:
             self._close(workers, last=True)
             return True
         if time.monotonic() >= self._deadline:

@@ -52,6 +52,8 @@ def _get_path_dev(path: Path) -> str:
 
 
 def _part_name(fs_id: str, path: Path | str) -> str:
+    if _SEP in fs_id:  # the partition name could not be split back (Bytewax's wording)
+        raise ValueError(f"result of `get_fs_id` must not contain `::`; got {fs_id!r}")
     return f"{fs_id}{_SEP}{path}"
 
 
@@ -157,9 +159,9 @@ class DirSource(FixedPartitionedSource[str, int]):
         _check_batch_size(batch_size)
         self._dir = Path(dir_path)
         if not self._dir.exists():
-            raise ValueError(f"input directory {str(self._dir)!r} does not exist")
+            raise ValueError(f"input directory `{self._dir}` does not exist")
         if not self._dir.is_dir():
-            raise ValueError(f"input directory {str(self._dir)!r} is not a directory")
+            raise ValueError(f"input directory `{self._dir}` is not a directory")
         self._glob_pat = glob_pat
         self._batch_size = batch_size
         self._get_fs_id = get_fs_id

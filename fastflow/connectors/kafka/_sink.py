@@ -128,7 +128,7 @@ class KafkaSink(DynamicSink[RawSinkMessage]):
         add_config: dict[str, str] | None = None,
     ) -> None:
         if isinstance(brokers, str):
-            raise TypeError(f"brokers must be an iterable of strings, not a string: {brokers!r}")
+            raise TypeError(f"brokers must be an iterable and not a string; got {brokers!r}")
         self._brokers = list(brokers)
         self._topic = topic
         self._add_config = dict(add_config or {})

@@ -26,7 +26,7 @@ _IGNORED_GROUP = "FASTFLOW_IGNORED"
 
 def _brokers_list(brokers: Iterable[str], what: str) -> list[str]:
     if isinstance(brokers, str):
-        raise TypeError(f"{what} must be an iterable of strings, not a string: {brokers!r}")
+        raise TypeError(f"{what} must be an iterable and not a string; got {brokers!r}")
     return list(brokers)
 
 
@@ -70,8 +70,8 @@ class _KafkaSourcePartition(StatefulSourcePartition[RawItem, int]):
                     break
                 if self._raise_on_errors:
                     raise RuntimeError(
-                        f"error reading Kafka topic {self._topic!r} partition {self._index}: "
-                        f"{error.str()}"
+                        f"error consuming from Kafka topic `{self._topic!r}`: "
+                        f"{error.str()} (partition {self._index})"
                     )
             # A consumed message's headers are (name, bytes) pairs or None; confluent-kafka
             # types the getter as the producer's argument, which may also be a dict.
@@ -184,7 +184,7 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
                 found = metadata.topics[topic]
                 if found.error is not None:
                     raise RuntimeError(
-                        f"could not list the partitions of Kafka topic {topic!r}: "
+                        f"error listing partitions for Kafka topic `{topic!r}`: "
                         f"{found.error.str()}"
                     )
                 names.extend(_partition_name(topic, index) for index in sorted(found.partitions))

@@ -134,7 +134,9 @@ class _EventClockLogic(ClockLogic[V, list[datetime]]):
         return shift(self._base, now - self._seen_at)
 
     def before_batch(self) -> None:
-        self._now = self._config.now_getter()
+        # The system clock can step back (NTP, a changed clock); the watermark must not,
+        # so it holds until the clock catches up (as in Bytewax).
+        self._now = max(self._now, self._config.now_getter())
 
     def on_item(self, value: V) -> tuple[datetime, datetime]:
         timestamp = self._config.ts_getter(value)
@@ -146,7 +148,8 @@ class _EventClockLogic(ClockLogic[V, list[datetime]]):
         return timestamp, watermark
 
     def on_notify(self) -> datetime:
-        return self._watermark(self._config.now_getter())
+        self.before_batch()
+        return self._watermark(self._now)
 
     def on_eof(self) -> datetime:
         return UTC_MAX

@@ -205,8 +205,8 @@ class SlidingWindower(Windower[list[int]]):
             raise ValueError(f"sliding window `offset` must be positive; got {self.offset}")
         if self.offset > self.length:
             raise ValueError(
-                f"sliding window `offset` ({self.offset}) can't be longer than `length` "
-                f"({self.length}): values in the gaps would belong to no window"
+                "sliding window `offset` can't be longer than `length`; "
+                "there would be undefined gaps between windows"
             )
 
     def build(self, resume_state: list[int] | None) -> WindowerLogic[list[int]]:
@@ -345,7 +345,7 @@ class SessionWindower(Windower[dict[str, Any]]):
 
     def __post_init__(self) -> None:
         if self.gap < ZERO_TD:
-            raise ValueError(f"session window `gap` must not be negative; got {self.gap}")
+            raise ValueError("session window `gap` must not be negative")
 
     def build(self, resume_state: dict[str, Any] | None) -> WindowerLogic[dict[str, Any]]:
         """Build a key's windower; its state holds the sessions and the last id given out."""
