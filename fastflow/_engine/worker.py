@@ -282,6 +282,7 @@ class Workers:
                         worked |= node.poll(None)
                     live = [node for node in live if node.live]
                 due = self._due(timed) if timed else None
+                worked |= bool(due)  # a notification is work, as an item is
                 if due:
                     for step in nodes:
                         due.get(step, step.run)()  # a step with due keys notifies in its turn
@@ -333,15 +334,29 @@ class Workers:
         return recorded
 
     def next_wake(self, live: list[InputNode], timed: list[StatefulNode]) -> float | None:
-        """Seconds until a partition or a notification is due (``None``: nothing is)."""
+        """Seconds until a partition, a notification or a key's TTL is due (``None``: none)."""
         wakes = [w for w in (n.next_wake() for n in live) if w is not None]
         wakes += [w for w in (n.next_notify() for n in timed) if w is not None]
         wait = None
         if wakes:
             wait = (min(wakes) - datetime.now(timezone.utc)).total_seconds()
+        expiry = self._next_expiry()
+        if expiry is not None:
+            expires_in = expiry - time.time()
+            wait = expires_in if wait is None else min(wait, expires_in)
         if any(node.idle_poll for node in live):
             wait = _IDLE_POLL_SECONDS if wait is None else min(wait, _IDLE_POLL_SECONDS)
         return wait
+
+
+    def expiry_due(self) -> bool:
+        """Whether a key's TTL has passed: the epoch must close to discard it."""
+        expiry = self._next_expiry()
+        return expiry is not None and expiry <= time.time()
+
+    def _next_expiry(self) -> float | None:
+        times = [at for at in (node.next_expiry() for node in self.stateful) if at is not None]
+        return min(times) if times else None
 
 
 class LocalPacer:
@@ -367,11 +382,13 @@ class LocalPacer:
             self._close(workers, last=False)
             self._deadline = time.monotonic() + self._interval
         if not worked:
-            wait = self._deadline - time.monotonic()
-            wake = workers.next_wake(live, timed)
-            if wake is not None:
-                wait = min(wait, wake)
-            if wait > 0:
+            # Sleep until something is due; the epoch's end counts only while it is ahead:
+            # with a zero interval every round ends one, and waking for those would spin.
+            wait = workers.next_wake(live, timed)
+            until_end = self._deadline - time.monotonic()
+            if until_end > 0:
+                wait = until_end if wait is None else min(wait, until_end)
+            if wait is not None and wait > 0:
                 time.sleep(wait)
         return False
 
