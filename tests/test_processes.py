@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import ast
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -320,3 +322,44 @@ def test_python_m_fastflow_testing_runs_processes_as_bytewax_testing_does(tmp_pa
     assert (proc.returncode, proc.stderr) == (0, "")
     assert last_totals(tmp_path / "sums.out") == expected_sums(100)
 
+
+def with_open_files(limit: int) -> Callable[[], None]:
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return lower
+
+
+def test_more_processes_than_the_open_file_limit_allows_are_refused_before_starting(
+    tmp_path: Path,
+) -> None:
+    write_flow(tmp_path, n=20)
+    assert fastflow("init-recovery", "db", "1", cwd=tmp_path).returncode == 0
+    store = (tmp_path / "db" / "part-0.sqlite3").read_bytes()
+    # At 256 open files, 12 processes need 12 * 14 + 64 = 232 descriptors; 13 need 259.
+    refused = subprocess.run([FASTFLOW, "run", "flow.py", "-p", "13", "-r", "db"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120,
+                             preexec_fn=with_open_files(256))
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert refused.stderr == (
+        "fastflow run: error: -p 13 is more than this machine's open-file limit allows: at "
+        "most 12 (each of N processes needs N + 2 file descriptors while they start, and "
+        "`ulimit -n` is 256; raise it, or use fewer processes)\n"
+    )
+    assert (tmp_path / "db" / "part-0.sqlite3").read_bytes() == store
+    assert sorted(p.name for p in (tmp_path / "db").iterdir()) == ["part-0.sqlite3"]
+    ran = subprocess.run([FASTFLOW, "run", "flow.py", "-p", "12", "-r", "db"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300,
+                         preexec_fn=with_open_files(256))
+    assert (ran.returncode, ran.stderr) == (0, "")
+    assert last_totals(tmp_path / "sums.out") == expected_sums(20)
+
+
+def test_ten_thousand_processes_are_refused_with_exit_code_2(tmp_path: Path) -> None:
+    write_flow(tmp_path, n=20)
+    proc = fastflow("run", "flow.py", "-p", "10000", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("fastflow run: error: -p 10000 is more than this machine's "
+                                  "open-file limit allows: at most ")
+    assert proc.stderr.count("\n") == 1
+    assert not (tmp_path / "sums.out").exists()
