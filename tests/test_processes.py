@@ -363,3 +363,37 @@ def test_ten_thousand_processes_are_refused_with_exit_code_2(tmp_path: Path) -> 
                                   "open-file limit allows: at most ")
     assert proc.stderr.count("\n") == 1
     assert not (tmp_path / "sums.out").exists()
+
+
+UNPICKLABLE = """
+import threading
+import fastflow.operators as op
+from fastflow.connectors.stdio import StdOutSink
+from fastflow.dataflow import Dataflow
+from fastflow.testing import TestingSource
+
+flow = Dataflow("flow")
+keyed = op.key_on("key", op.input("inp", flow, TestingSource(range(100))), lambda i: str(i % 20))
+odd = op.map_value("odd", keyed, lambda i: (i, {odd}))
+sums = op.stateful_map("sum", odd, lambda acc, v: ((acc or 0) + v[0], (acc or 0) + v[0]))
+op.output("out", sums, StdOutSink())
+"""
+
+
+@pytest.mark.parametrize("odd, cause", [
+    ("threading.Lock()", "TypeError: cannot pickle '_thread.lock' object"),
+    ("lambda: i", "AttributeError: Can't pickle local object '<lambda>.<locals>.<lambda>'"),
+])
+def test_items_that_cannot_be_pickled_name_the_step_that_sends_them(
+    tmp_path: Path, odd: str, cause: str
+) -> None:
+    (tmp_path / "flow.py").write_text(UNPICKLABLE.format(odd=odd))
+    alone = fastflow("run", "flow.py", cwd=tmp_path)
+    assert (alone.returncode, alone.stderr, len(alone.stdout.splitlines())) == (0, "", 100)
+    proc = fastflow("run", "flow.py", "-p", "2", cwd=tmp_path)
+    assert proc.returncode == 1  # one line: no frames of fastflow's code
+    assert proc.stderr == (
+        "fastflow run: error: process 0 of 2 failed: step 'flow.odd.flat_map_batch' sends "
+        "items to other processes (for step 'flow.sum.stateful_batch') that cannot be "
+        f"pickled: {cause}\n"
+    )

@@ -46,7 +46,7 @@ from fastflow._engine.nodes import End, Node, StatefulNode
 from fastflow._engine.plan import CoreStep
 from fastflow._engine.snapshot import Resume, encode_epoch, load_resume
 from fastflow._engine.store import ChangeSet, RecoveryStore
-from fastflow._engine.wire import DATA, Link
+from fastflow._engine.wire import DATA, Link, UnsendableBatch
 from fastflow._engine.worker import Workers
 from fastflow._tracebacks import one_line, user_error, user_traceback
 
@@ -239,10 +239,23 @@ def serve(
         return True
     except BaseException as ex:  # noqa: BLE001 - reported to the coordinator
         try:
-            control.send(("error", one_line(ex), user_traceback(user_error(ex))))
+            if isinstance(ex, UnsendableBatch):  # the flow's data, not fastflow: no frames
+                control.send(("error", _unsendable(ex, plan), ""))
+            else:
+                control.send(("error", one_line(ex), user_traceback(user_error(ex))))
         except Exception:  # noqa: S110 - the coordinator sees the channel close instead
             pass
         return False
+
+
+def _unsendable(error: UnsendableBatch, plan: list[CoreStep]) -> str:
+    """One line naming the step whose items could not be pickled, and pickle's reason."""
+    consumer = plan[error.step]
+    producer = consumer.ups[error.port].rsplit(".", 1)[0]  # a stream is "<step id>.<port>"
+    cause = error.__cause__
+    reason = one_line(cause) if cause is not None else "unknown reason"
+    return (f"step {producer!r} sends items to other processes (for step "
+            f"{consumer.step_id!r}) that cannot be pickled: {reason}")
 
 
 def _process_main(*args: Any) -> None:
