@@ -183,7 +183,9 @@ class ProcessPacer:
             self._control.send(("done",))
             self._done_sent = True
         epoch = workers.epoch
-        if self._active_in != epoch and (worked or self._arrived or workers.expiry_due()):
+        if self._active_in != epoch and (
+            worked or self._arrived or workers.notified or workers.expiry_due()
+        ):
             self._control.send(("active", epoch))  # the coordinator closes only such epochs
             self._active_in = epoch
         idle = self._idle() and not worked

@@ -75,7 +75,7 @@ class InputNode:
         return bool(self.parts)
 
     def poll(self, now: datetime | None) -> bool:
-        """Poll every awake partition once; return whether any produced items.
+        """Poll every awake partition once; return whether any produced items or ended.
 
         ``now`` is needed only when a partition asked to be woken later; it
         is ``None`` when no partition did (see :meth:`next_wake`).
@@ -96,6 +96,7 @@ class InputNode:
                 entry.awake = part.next_awake()
             except StopIteration:  # from either: the partition has ended
                 self._retire(entry)
+                worked = True  # its end flushes the steps after it
                 continue
             except AbortExecution:
                 raise

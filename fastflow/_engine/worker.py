@@ -258,6 +258,8 @@ class Workers:
         self.outputs: list[OutputNode] = _by_position([w.outputs for w in self.workers])
         self.stateful: list[StatefulNode] = _by_position([w.stateful for w in self.workers])
         self.nodes: list[Node] = _by_position([w.nodes for w in self.workers])
+        self.notified = False
+        """Whether notifications fired in the last round (state may have changed)."""
 
     @property
     def epoch(self) -> int:
@@ -282,7 +284,7 @@ class Workers:
                         worked |= node.poll(None)
                     live = [node for node in live if node.live]
                 due = self._due(timed) if timed else None
-                worked |= bool(due)  # a notification is work, as an item is
+                self.notified = bool(due)
                 if due:
                     for step in nodes:
                         due.get(step, step.run)()  # a step with due keys notifies in its turn
