@@ -184,6 +184,9 @@ def test_sigkill_of_one_process_then_resume_on_another_count(
     run = [FASTFLOW, "run", "flow.py", "-p", "2", "-w", "2", "-r", "db", "-s", "0.05"]
     proc = subprocess.Popen(run, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
+        started = time.monotonic() + 60  # hang guard: on a loaded machine forking takes a while
+        while len(children_of(proc.pid)) < 2 and time.monotonic() < started:
+            time.sleep(0.05)
         time.sleep(kill_after)
         workers = sorted(children_of(proc.pid))  # forked in order: process 0 first
         assert len(workers) == 2
