@@ -21,7 +21,12 @@ from _stores import stored_state
 
 import fastflow.operators as op
 from fastflow.dataflow import Dataflow
-from fastflow.inputs import FixedPartitionedSource, StatefulSourcePartition
+from fastflow.inputs import (
+    DynamicSource,
+    FixedPartitionedSource,
+    StatefulSourcePartition,
+    StatelessSourcePartition,
+)
 from fastflow.recovery import RecoveryConfig, init_db_dir
 from fastflow.testing import TestingSink, run_main
 
@@ -181,3 +186,44 @@ def test_a_snapshot_changed_in_place_is_still_written(tmp_path: Path) -> None:
     init_db_dir(tmp_path, 1)
     run_main(flow, epoch_interval=timedelta(0), recovery_config=RecoveryConfig(tmp_path))
     assert stored_state(tmp_path, "in_place.inp") == {"only": {"at": 5}}
+
+
+class TrickleThenIdle(StatelessSourcePartition):
+    """Emits one keyed item, then nothing (asking for no wait) for 600 ms; counts polls."""
+
+    def __init__(self) -> None:
+        self.polls, self.until = 0, None
+
+    def next_batch(self) -> list[tuple[str, int]]:
+        self.polls += 1
+        if self.until is None:
+            self.until = time.monotonic() + 0.6
+            return [("a", 1)]
+        if time.monotonic() > self.until:
+            raise StopIteration()
+        return []
+
+
+class OnePart(DynamicSource):
+    def __init__(self, part: StatelessSourcePartition) -> None:
+        self.part = part
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> object:
+        return self.part
+
+
+def test_a_key_past_its_ttl_before_the_epoch_ends_does_not_make_the_loop_spin(
+    tmp_path: Path,
+) -> None:
+    part = TrickleThenIdle()
+    flow = Dataflow("ttl_spin")
+    counted = op.stateful_map("count", op.input("inp", flow, OnePart(part)),
+                              lambda n, one: ((n or 0) + one, n), ttl=timedelta(milliseconds=1))
+    op.output("out", counted, TestingSink([]))
+    init_db_dir(tmp_path, 1)
+    interval = timedelta(milliseconds=250)
+    run_main(flow, epoch_interval=interval, recovery_config=RecoveryConfig(tmp_path))
+    # The first epoch's end stamps the key; its TTL passes a millisecond later, and the
+    # next epoch's end, 250 ms on, discards it. Meanwhile the loop idles as usual, polling
+    # about every millisecond (~600 polls in all; a spinning loop polls ~100,000 times).
+    assert part.polls < 1_500  # at most 600 polls when each waits 1 ms

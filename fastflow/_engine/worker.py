@@ -336,29 +336,25 @@ class Workers:
         return recorded
 
     def next_wake(self, live: list[InputNode], timed: list[StatefulNode]) -> float | None:
-        """Seconds until a partition, a notification or a key's TTL is due (``None``: none)."""
+        """Seconds until a partition or a notification is due (``None``: nothing is)."""
         wakes = [w for w in (n.next_wake() for n in live) if w is not None]
         wakes += [w for w in (n.next_notify() for n in timed) if w is not None]
         wait = None
         if wakes:
             wait = (min(wakes) - datetime.now(timezone.utc)).total_seconds()
-        expiry = self._next_expiry()
-        if expiry is not None:
-            expires_in = expiry - time.time()
-            wait = expires_in if wait is None else min(wait, expires_in)
         if any(node.idle_poll for node in live):
             wait = _IDLE_POLL_SECONDS if wait is None else min(wait, _IDLE_POLL_SECONDS)
         return wait
 
-
-    def expiry_due(self) -> bool:
-        """Whether a key's TTL has passed: the epoch must close to discard it."""
-        expiry = self._next_expiry()
-        return expiry is not None and expiry <= time.time()
-
-    def _next_expiry(self) -> float | None:
+    def next_expiry(self) -> float | None:
+        """When (Unix time) a key's TTL passes next; an epoch's end then discards it."""
         times = [at for at in (node.next_expiry() for node in self.stateful) if at is not None]
         return min(times) if times else None
+
+    def expiry_due(self) -> bool:
+        """Whether a key's TTL has passed: an epoch must close to discard it."""
+        expiry = self.next_expiry()
+        return expiry is not None and expiry <= time.time()
 
 
 class LocalPacer:
@@ -384,11 +380,15 @@ class LocalPacer:
             self._close(workers, last=False)
             self._deadline = time.monotonic() + self._interval
         if not worked:
-            # Sleep until something is due; the epoch's end counts only while it is ahead:
-            # with a zero interval every round ends one, and waking for those would spin.
+            # Sleep until something is due. The epoch's end counts while it is ahead; past
+            # it (a zero interval: every round ends one) waking for it would spin, and
+            # only a key's TTL needs an epoch to end (to discard the key).
             wait = workers.next_wake(live, timed)
-            until_end = self._deadline - time.monotonic()
-            if until_end > 0:
+            until_end: float | None = self._deadline - time.monotonic()
+            if until_end is not None and until_end <= 0:
+                expiry = workers.next_expiry()
+                until_end = None if expiry is None else expiry - time.time()
+            if until_end is not None:
                 wait = until_end if wait is None else min(wait, until_end)
             if wait is not None and wait > 0:
                 time.sleep(wait)
