@@ -117,7 +117,8 @@ _OPTIONS = {
     "processes": _Option(
         ("-p", "--processes"), "PROCESSES", _positive_int, "FASTFLOW_PROCESSES", "1",
         "processes to run on this machine, each with its -w workers, so the flow uses "
-        "several cores; keyed state is spread over all workers by key (default: 1)",
+        "several cores; keyed state is spread over all workers by key; at most what "
+        "`ulimit -n` allows, N * (N + 2) + 64 file descriptors (default: 1)",
         "BYTEWAX_PROCESSES",
     ),
 }
@@ -248,6 +249,7 @@ def _stdout_closed(error: BaseException) -> bool:
 def _run(args: argparse.Namespace, prog: str) -> int:
     from fastflow._engine.cluster import ProcessFailed
     from fastflow._engine.execute import RayOptions
+    from fastflow._engine.process_limit import TooManyProcesses
     from fastflow._engine.ray_cluster import RayUnavailable
     from fastflow._locate import FlowImportFailed, FlowNotFound, locate_dataflow
     from fastflow._tracebacks import one_line
@@ -299,7 +301,7 @@ def _run(args: argparse.Namespace, prog: str) -> int:
                 args.ray_placement or "spread",
             ),
         )
-    except RayUnavailable as ex:
+    except (RayUnavailable, TooManyProcesses) as ex:
         raise _BadInput(str(ex)) from None
     except StoreWriteError as ex:  # the run started, then the disk failed it
         print(f"{prog}: error: {ex}", file=sys.stderr)

@@ -46,7 +46,7 @@ from fastflow._engine.nodes import End, Node, StatefulNode
 from fastflow._engine.plan import CoreStep
 from fastflow._engine.snapshot import Restore, Resume, encode_epoch, load_resume
 from fastflow._engine.store import ChangeSet, RecoveryStore
-from fastflow._engine.wire import DATA, Link
+from fastflow._engine.wire import DATA, Link, UnsendableBatch
 from fastflow._engine.worker import Workers
 from fastflow._tracebacks import one_line, user_error, user_traceback
 
@@ -132,6 +132,7 @@ class ProcessPacer:
         self._paused: int | None = None  # the epoch being closed, while paused
         self._reported: tuple[int, int] | None = None
         self._done_sent = False
+        self._active_in: int | None = None  # the epoch whose activity was reported
         self._stop = False
         self._selector = selectors.DefaultSelector()
         self._selector.register(control.fileno(), selectors.EVENT_READ)
@@ -181,6 +182,12 @@ class ProcessPacer:
         if workers.ended and not self._done_sent:
             self._control.send(("done",))
             self._done_sent = True
+        epoch = workers.epoch
+        if self._active_in != epoch and (
+            worked or self._arrived or workers.notified or workers.expiry_due()
+        ):
+            self._control.send(("active", epoch))  # the coordinator closes only such epochs
+            self._active_in = epoch
         idle = self._idle() and not worked
         if self._paused is not None and idle and self._mesh.counts != self._reported:
             self._reported = self._mesh.counts
@@ -234,10 +241,23 @@ def serve(
         return True
     except BaseException as ex:  # noqa: BLE001 - reported to the coordinator
         try:
-            control.send(("error", one_line(ex), user_traceback(user_error(ex))))
+            if isinstance(ex, UnsendableBatch):  # the flow's data, not fastflow: no frames
+                control.send(("error", _unsendable(ex, plan), ""))
+            else:
+                control.send(("error", one_line(ex), user_traceback(user_error(ex))))
         except Exception:  # noqa: S110 - the coordinator sees the channel close instead
             pass
         return False
+
+
+def _unsendable(error: UnsendableBatch, plan: list[CoreStep]) -> str:
+    """One line naming the step whose items could not be pickled, and pickle's reason."""
+    consumer = plan[error.step]
+    producer = consumer.ups[error.port].rsplit(".", 1)[0]  # a stream is "<step id>.<port>"
+    cause = error.__cause__
+    reason = one_line(cause) if cause is not None else "unknown reason"
+    return (f"step {producer!r} sends items to other processes (for step "
+            f"{consumer.step_id!r}) that cannot be pickled: {reason}")
 
 
 def _process_main(*args: Any) -> None:
@@ -381,6 +401,7 @@ class Coordinator:
         self._interval = interval.total_seconds()
         self._epoch = epoch
         self._committer = committer
+        self._active = epoch - 1  # the latest epoch in which a process reported activity
 
     def run(self) -> None:
         """Coordinate until every process finished; raise :class:`ProcessFailed` if one fails."""
@@ -396,17 +417,20 @@ class Coordinator:
         deadline = time.monotonic() + self._interval
         closing: _Closing | None = None
         while True:
-            if closing is None and self._committer is not None and time.monotonic() >= deadline:
-                closing = _Closing(self._epoch, last=False, processes=self._processes)
-                self._broadcast(("pause", self._epoch))
+            # End of input first: with a due epoch checked first, a short interval would
+            # close one epoch after another and never reach the last one (issue 23).
             if closing is None and len(done) == self._processes:
                 if self._committer is None:
                     break
                 closing = _Closing(self._epoch, last=True, processes=self._processes)
                 self._broadcast(("snapshot", self._epoch, True))
-            timeout = None if closing is not None else max(0.0, deadline - time.monotonic())
-            if self._committer is None and closing is None:
-                timeout = None
+            closable = self._committer is not None and self._active >= self._epoch
+            if closing is None and closable and time.monotonic() >= deadline:
+                closing = _Closing(self._epoch, last=False, processes=self._processes)
+                self._broadcast(("pause", self._epoch))
+            timeout = None
+            if closing is None and closable:
+                timeout = max(0.0, deadline - time.monotonic())
             sentinels = self._group.sentinels()
             if not sentinels:  # nothing to wait on for a death: look every so often
                 timeout = _FAILURE_POLL_SECONDS if timeout is None else min(
@@ -420,6 +444,8 @@ class Coordinator:
                 kind = message[0]
                 if kind == "done":
                     done.add(process)
+                elif kind == "active":
+                    self._active = max(self._active, message[1])
                 elif closing is not None and kind in ("idle", "confirmed", "changes"):
                     closing = self._advance(closing, process, message)
             failed = self._group.failure()

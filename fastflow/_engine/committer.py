@@ -37,7 +37,11 @@ class EpochCommitter:
         Waits for the previous epoch's write first, raising its error if it failed. After
         an epoch that is not the ``last``, partitions whose deltas outgrew their base are
         compacted in the same background job; the last one leaves that to the next run.
+        An epoch that changed nothing (and is not the last) writes nothing, not even the
+        frontiers: a resume from the epoch before it finds the same state.
         """
+        if not last and not any(changes):
+            return
 
         def write() -> None:
             gc_before = epoch - 1 - self._backup_epochs

@@ -15,6 +15,7 @@ from datetime import timedelta
 from fastflow._engine.cluster import run_processes
 from fastflow._engine.committer import EpochCommitter
 from fastflow._engine.plan import CoreStep, flatten
+from fastflow._engine.process_limit import check_process_count
 from fastflow._engine.snapshot import Recorded, Restore, encode_epoch, load_resume
 from fastflow._engine.store import RecoveryStore
 from fastflow._engine.worker import LocalPacer, Workers
@@ -53,6 +54,8 @@ def run_flow(
     for name, value in (("worker_count", worker_count), ("processes", processes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a whole number >= 1; got {value!r}")
+    if ray is None:
+        check_process_count(processes)  # before the store is touched or a process forked
     try:
         plan = flatten(flow)
     except ValueError as ex:  # Bytewax's type and wording, so `except RuntimeError` catches it

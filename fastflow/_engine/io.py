@@ -8,6 +8,7 @@ from typing import Any
 
 from fastflow._cext.routing import check_keyed
 from fastflow._engine.nodes import Changes, Clock, End, Node, Push, call_user, user_error
+from fastflow._engine.repeats import SnapshotChanges
 from fastflow.inputs import (
     AbortExecution,
     DynamicSource,
@@ -63,6 +64,7 @@ class InputNode:
                 f"DynamicSource; got {type(source).__name__!r}"
             )
         self._done: list[_Part] = []
+        self._snapshots = SnapshotChanges()
         self.idle_poll = False  # a partition returned nothing and asked for no wait
         if not self.parts:
             self._end()
@@ -73,7 +75,7 @@ class InputNode:
         return bool(self.parts)
 
     def poll(self, now: datetime | None) -> bool:
-        """Poll every awake partition once; return whether any produced items.
+        """Poll every awake partition once; return whether any produced items or ended.
 
         ``now`` is needed only when a partition asked to be woken later; it
         is ``None`` when no partition did (see :meth:`next_wake`).
@@ -94,6 +96,7 @@ class InputNode:
                 entry.awake = part.next_awake()
             except StopIteration:  # from either: the partition has ended
                 self._retire(entry)
+                worked = True  # its end flushes the steps after it
                 continue
             except AbortExecution:
                 raise
@@ -118,14 +121,14 @@ class InputNode:
         return min(times) if times else None
 
     def changes(self) -> Changes:
-        """Every partition's resume state, finished ones included: written every epoch."""
+        """The resume state of every partition whose snapshot changed, finished ones too."""
         step_id = self.step_id
         values = {
             entry.key: call_user(step_id, "snapshot", entry.part.snapshot)
             for entry in self.parts + self._done
             if entry.key is not None
         }
-        return values, dict.fromkeys(values, True)
+        return self._snapshots(values)
 
     def close(self) -> None:
         """Close every partition."""
@@ -204,6 +207,7 @@ class PartitionedOutputNode(OutputNode):
         self._sink = sink
         self._resume = resume
         self._keys: list[str] = call_user(step_id, "list_parts", sink.list_parts)
+        self._snapshots = SnapshotChanges()
         # A partition with a snapshot is built right away, so it can undo what it
         # wrote after that snapshot even if no new item is routed to it.
         count = clock.worker_count
@@ -242,7 +246,7 @@ class PartitionedOutputNode(OutputNode):
     def changes(self) -> Changes:
         step_id = self.step_id
         values = {key: call_user(step_id, "snapshot", p.snapshot) for key, p in self._parts.items()}
-        return values, dict.fromkeys(values, True)
+        return self._snapshots(values)
 
 
 class SelfRoutingOutputNode(PartitionedOutputNode):

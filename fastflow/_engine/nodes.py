@@ -239,6 +239,10 @@ class StatefulNode(Node):
         Nothing to do without a TTL (see ``ttl.py`` and the ``Expiring*`` nodes).
         """
 
+    def next_expiry(self) -> float | None:
+        """When (Unix time) a key's TTL passes next; ``None`` without a TTL or keys."""
+        return None
+
 
 def stateful_node(
     step_id: str,
@@ -473,6 +477,9 @@ class _Expiring(StatefulNode):
             self._forget(key)
             if dirty is not None:
                 dirty.mark(key, True)
+
+    def next_expiry(self) -> float | None:
+        return self._expiry.next_due()
 
     def _forget(self, key: str) -> None:
         """Drop what the node keeps for an expired key besides its state."""

@@ -112,6 +112,12 @@ class Expiry:
             self._stamps.move_to_end(key)
         return unwrapped
 
+    def next_due(self) -> float | None:
+        """When (Unix time) the oldest stamped key expires; an idle loop wakes for it."""
+        for at in self._stamps.values():
+            return at + self._seconds
+        return None
+
     def due(self, live: Container[str], now: float) -> list[str]:
         """Stamp the keys touched since the last call with ``now``; return the expired keys.
 

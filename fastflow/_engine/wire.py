@@ -68,6 +68,18 @@ def decode_batch(flag: int, payload: bytes | memoryview) -> list[Any]:
     return batch
 
 
+class UnsendableBatch(Exception):
+    """A batch for input ``port`` of plan step ``step`` on another process cannot be pickled.
+
+    Its ``__cause__`` is pickle's error; ``cluster.serve`` names the steps from its plan.
+    """
+
+    def __init__(self, step: int, port: int) -> None:
+        super().__init__(step, port)
+        self.step = step
+        self.port = port
+
+
 class Link:
     """One end of a connection to a peer process, carrying frames both ways."""
 
@@ -88,7 +100,10 @@ class Link:
 
         Nothing is sent until :meth:`flush` (once per round: fewer system calls).
         """
-        flag, payload = encode_batch(batch)
+        try:
+            flag, payload = encode_batch(batch)
+        except (pickle.PicklingError, TypeError, AttributeError) as ex:
+            raise UnsendableBatch(step, port) from ex
         self._outbox += _HEADER.pack(DATA | flag, step, port, worker, len(payload))
         self._outbox += payload
         self.sent += 1

@@ -258,6 +258,8 @@ class Workers:
         self.outputs: list[OutputNode] = _by_position([w.outputs for w in self.workers])
         self.stateful: list[StatefulNode] = _by_position([w.stateful for w in self.workers])
         self.nodes: list[Node] = _by_position([w.nodes for w in self.workers])
+        self.notified = False
+        """Whether notifications fired in the last round (state may have changed)."""
 
     @property
     def epoch(self) -> int:
@@ -291,6 +293,7 @@ class Workers:
                     for node in live:
                         worked |= node.poll(None)
                     live = [node for node in live if node.live]
+                self.notified = bool(due)
                 if due:
                     for step in nodes:
                         due.get(step, step.run)()  # a step with due keys notifies in its turn
@@ -351,6 +354,16 @@ class Workers:
             wait = _IDLE_POLL_SECONDS if wait is None else min(wait, _IDLE_POLL_SECONDS)
         return wait
 
+    def next_expiry(self) -> float | None:
+        """When (Unix time) a key's TTL passes next; an epoch's end then discards it."""
+        times = [at for at in (node.next_expiry() for node in self.stateful) if at is not None]
+        return min(times) if times else None
+
+    def expiry_due(self) -> bool:
+        """Whether a key's TTL has passed: an epoch must close to discard it."""
+        expiry = self.next_expiry()
+        return expiry is not None and expiry <= time.time()
+
 
 class LocalPacer:
     """One process: epochs close by the clock; the run ends with its inputs."""
@@ -375,11 +388,17 @@ class LocalPacer:
             self._close(workers, last=False)
             self._deadline = time.monotonic() + self._interval
         if not worked:
-            wait = self._deadline - time.monotonic()
-            wake = workers.next_wake(live, timed)
-            if wake is not None:
-                wait = min(wait, wake)
-            if wait > 0:
+            # Sleep until something is due. The epoch's end counts while it is ahead; past
+            # it (a zero interval: every round ends one) waking for it would spin, and
+            # only a key's TTL needs an epoch to end (to discard the key).
+            wait = workers.next_wake(live, timed)
+            until_end: float | None = self._deadline - time.monotonic()
+            if until_end is not None and until_end <= 0:
+                expiry = workers.next_expiry()
+                until_end = None if expiry is None else expiry - time.time()
+            if until_end is not None:
+                wait = until_end if wait is None else min(wait, until_end)
+            if wait is not None and wait > 0:
                 time.sleep(wait)
         return False
 
