@@ -45,6 +45,14 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in found.stdout.split()]
 
 
+def wait_for_children(pid: int, count: int = 2) -> list[int]:
+    """The children of ``pid`` once it has forked ``count`` (a loaded machine forks slowly)."""
+    deadline = time.monotonic() + 60  # hang guard only
+    while len(found := children_of(pid)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return sorted(found)  # forked in order: process 0 first
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -185,9 +193,7 @@ def test_sigkill_of_one_process_then_resume_on_another_count(
     run = [FASTFLOW, "run", "flow.py", "-p", "2", "-w", "2", "-r", "db", "-s", "0.05"]
     proc = subprocess.Popen(run, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
-        started = time.monotonic() + 60  # hang guard: on a loaded machine forking takes a while
-        while len(children_of(proc.pid)) < 2 and time.monotonic() < started:
-            time.sleep(0.05)
+        wait_for_children(proc.pid)
         time.sleep(kill_after)
         workers = sorted(children_of(proc.pid))  # forked in order: process 0 first
         assert len(workers) == 2
@@ -249,9 +255,9 @@ def test_ctrl_c_stops_every_process_with_exit_code_130(tmp_path: Path) -> None:
     proc = subprocess.Popen([FASTFLOW, "run", "flow.py", "-p", "2"], cwd=tmp_path,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        time.sleep(1.0)
-        workers = children_of(proc.pid)
+        workers = wait_for_children(proc.pid)
         assert len(workers) == 2
+        time.sleep(1.0)  # the processes are at work
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends to the whole group
         proc.wait(timeout=10)
         assert proc.stderr is not None
@@ -269,9 +275,9 @@ def test_workers_die_with_a_killed_coordinator(tmp_path: Path) -> None:
     proc = subprocess.Popen([FASTFLOW, "run", "flow.py", "-p", "2"], cwd=tmp_path,
                             stderr=subprocess.DEVNULL)
     try:
-        time.sleep(1.0)
-        workers = children_of(proc.pid)
+        workers = wait_for_children(proc.pid)
         assert len(workers) == 2
+        time.sleep(1.0)  # the processes are at work
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         deadline = time.monotonic() + 5
