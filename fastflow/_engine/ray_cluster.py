@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import struct
 import sys
 import time
 from collections.abc import Callable
@@ -37,11 +36,11 @@ from typing import Any
 from fastflow._cext.routing import split_dict
 from fastflow._engine import wire
 from fastflow._engine.cluster import ProcessFailed, run_group, serve
+from fastflow._engine.handshake import Gate, introduce, new_key
 from fastflow._engine.plan import CoreStep
 from fastflow._engine.snapshot import Resume
 from fastflow._engine.store import RecoveryStore
 
-_INDEX = struct.Struct("<I")
 _IMPORT_HINT = (
     "; the actors import what the flow uses: install it on every node, or ship its "
     "directory with Ray's runtime_env (docs/distributed.md)"
@@ -104,11 +103,16 @@ class _Output:
 
 
 class RayProcess:
-    """One worker process of the run, as a Ray actor (wrapped with ``ray.remote`` at use)."""
+    """One worker process of the run, as a Ray actor (wrapped with ``ray.remote`` at use).
 
-    def __init__(self, process: int, processes: int, directory: str) -> None:
+    ``key`` is the run's secret, which comes through Ray: every connection this actor
+    opens or accepts proves it knows it before anything on it is decoded (``handshake``).
+    """
+
+    def __init__(self, process: int, processes: int, directory: str, key: bytes) -> None:
         self._process = process
         self._processes = processes
+        self._key = key
         if os.path.isdir(directory):  # relative paths in the flow mean what they mean there
             os.chdir(directory)
         wire.pickle_classes_by_value(_ray().cloudpickle.dumps)
@@ -124,25 +128,29 @@ class RayProcess:
     def connect(self, addresses: list[tuple[str, int]], driver: tuple[str, int]) -> None:
         """Open the mesh (connect to later actors, accept earlier ones) and the control."""
         me = self._process
+        deadline = time.monotonic() + _CONNECT_SECONDS
         for peer in range(me + 1, self._processes):
-            sock = socket.create_connection(addresses[peer], timeout=_CONNECT_SECONDS)
-            sock.sendall(_INDEX.pack(me))
-            self._sockets[peer] = sock
-        self._listener.settimeout(_CONNECT_SECONDS)
-        for _ in range(me):
-            sock, _address = self._listener.accept()
-            (peer,) = _INDEX.unpack(_recv_exactly(sock, _INDEX.size))
-            self._sockets[peer] = sock
-        self._listener.close()
+            self._sockets[peer] = self._introduce(addresses[peer], deadline)
+        gate = Gate(self._listener, self._key, what=f"mesh listener of process {me}")
+        try:
+            self._sockets.update(gate.admit(set(range(me)), _CONNECT_SECONDS))
+        finally:
+            self._listener.close()
         for sock in self._sockets.values():
-            sock.settimeout(None)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             _keepalive(sock)
-        control = socket.create_connection(driver, timeout=_CONNECT_SECONDS)
-        control.sendall(_INDEX.pack(me))
-        control.settimeout(None)
+        control = self._introduce(driver, deadline)
         _keepalive(control)
         self._control = Connection(control.detach())
+
+    def _introduce(self, address: tuple[str, int], deadline: float) -> socket.socket:
+        sock = socket.create_connection(address, timeout=_CONNECT_SECONDS)
+        try:
+            introduce(sock, self._key, self._process, deadline)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def serve(
         self,
@@ -162,16 +170,6 @@ class RayProcess:
         finally:
             sys.stdout.flush()
             sys.stdout = sys.__stdout__
-
-
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("a peer closed its connection while connecting")
-        data += chunk
-    return data
 
 
 class RayActors:
@@ -200,12 +198,13 @@ class RayActors:
         self._group = placement_group([{"CPU": 1}] * processes, strategy=placement.upper())
         ray.get(self._group.ready(), timeout=_CONNECT_SECONDS)
         actor_class = ray.remote(num_cpus=1, max_restarts=0)(RayProcess)
+        self._key = new_key()
         self._actors = [
             actor_class.options(
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     placement_group=self._group, placement_group_bundle_index=p
                 ),
-            ).remote(p, processes, os.getcwd())
+            ).remote(p, processes, os.getcwd(), self._key)
             for p in range(processes)
         ]
         self._serving: list[Any] = []
@@ -226,21 +225,19 @@ class RayActors:
         addresses = ray.get([actor.address.remote() for actor in self._actors],
                             timeout=_CONNECT_SECONDS)
         listener = socket.create_server((_node_address(), 0))
-        listener.settimeout(_CONNECT_SECONDS)
         driver = listener.getsockname()[:2]
         connecting = [actor.connect.remote(addresses, driver) for actor in self._actors]
-        controls: dict[int, Connection] = {}
+        gate = Gate(listener, self._key, what="driver's control listener")
         try:
-            for _ in self._actors:
-                sock, _address = listener.accept()
-                (process,) = _INDEX.unpack(_recv_exactly(sock, _INDEX.size))
-                sock.settimeout(None)
-                _keepalive(sock)
-                controls[process] = Connection(sock.detach())
+            sockets = gate.admit(set(range(self._processes)), _CONNECT_SECONDS)
         finally:
             listener.close()
         ray.get(connecting, timeout=_CONNECT_SECONDS)
-        return [controls[p] for p in range(self._processes)]
+        controls = []
+        for p in range(self._processes):
+            _keepalive(sockets[p])
+            controls.append(Connection(sockets[p].detach()))
+        return controls
 
     def sentinels(self) -> list[Any]:
         """None: an actor's death shows as its control connection closing."""
