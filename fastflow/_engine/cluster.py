@@ -186,6 +186,7 @@ class ProcessPacer:
             self._reported = self._mesh.counts
             self._control.send(("idle", self._paused, *self._reported))
         if idle:
+            sys.stdout.flush()  # what was printed shows before the process waits
             wait_for = _WAIT_SECONDS
             if self._paused is None:
                 wake = workers.next_wake(live, timed)
@@ -234,6 +235,7 @@ def serve(
         return True
     except BaseException as ex:  # noqa: BLE001 - reported to the coordinator
         try:
+            sys.stdout.flush()  # what it printed before it failed comes first
             control.send(("error", one_line(ex), user_traceback(user_error(ex))))
         except Exception:  # noqa: S110 - the coordinator sees the channel close instead
             pass

@@ -38,6 +38,8 @@ from fastflow._engine import wire
 from fastflow._engine.cluster import ProcessFailed, run_group, serve
 from fastflow._engine.handshake import Gate, introduce, new_key
 from fastflow._engine.plan import CoreStep
+from fastflow._engine.ray_join import NoAnswer, join
+from fastflow._engine.ray_local import LocalRay
 from fastflow._engine.snapshot import Resume
 from fastflow._engine.store import RecoveryStore
 
@@ -46,6 +48,8 @@ _IMPORT_HINT = (
     "directory with Ray's runtime_env (docs/distributed.md)"
 )
 _CONNECT_SECONDS = 60.0
+_OUTPUT_BYTES = 64 << 10
+_OUTPUT_SECONDS = 0.05
 
 
 class RayUnavailable(RuntimeError):
@@ -81,22 +85,44 @@ def _node_address() -> str:
 
 
 class _Output:
-    """An actor's ``sys.stdout``: what the flow prints goes to the driver, line by line."""
+    """An actor's ``sys.stdout``: what the flow prints goes to the driver, in whole lines.
+
+    Why batched: a message per line made printing flows slow. Lines are held until
+    :data:`_OUTPUT_BYTES` are pending or :data:`_OUTPUT_SECONDS` passed since the last
+    message, then sent up to the last complete line; the rest goes when the process is
+    idle or ends (``flush``, called by ``cluster.serve``), always before it reports that
+    it exited, and in order (one control connection).
+    """
 
     def __init__(self, control: Connection) -> None:
         self._control = control
         self._pending: list[str] = []
+        self._size = 0
+        self._sent_at = time.monotonic()
 
     def write(self, text: str) -> int:
+        """Hold ``text``; send the complete lines if enough waited long enough."""
         self._pending.append(text)
-        if "\n" in text:
-            self.flush()
+        self._size += len(text)
+        if "\n" in text and (self._size >= _OUTPUT_BYTES
+                             or time.monotonic() - self._sent_at >= _OUTPUT_SECONDS):
+            held = "".join(self._pending)
+            cut = held.rfind("\n") + 1
+            self._send(held[:cut])
+            self._pending = [held[cut:]] if cut < len(held) else []
+            self._size = len(held) - cut
         return len(text)
 
     def flush(self) -> None:
+        """Send everything held, a last partial line included."""
         if self._pending:
-            self._control.send(("output", "".join(self._pending)))
-            self._pending.clear()
+            self._send("".join(self._pending))
+            self._pending = []
+            self._size = 0
+
+    def _send(self, text: str) -> None:
+        self._control.send(("output", text))
+        self._sent_at = time.monotonic()
 
     def isatty(self) -> bool:
         return False
@@ -339,24 +365,37 @@ def _register_user_modules(ray: ModuleType) -> None:
         ray.cloudpickle.register_pickle_by_value(module)
 
 
-def connect_ray(address: str | None, processes: int) -> ModuleType:
-    """Join the Ray cluster at ``address`` (``auto``, ``ray://host:port``), or start one."""
+def connect_ray(
+    address: str | None, processes: int, timeout: float
+) -> tuple[ModuleType, LocalRay | None]:
+    """Join the Ray cluster at ``address``, or start a local instance for this run.
+
+    ``address`` is ``auto``, ``host:port`` or ``ray://host:port``; when None, Ray's own
+    ``RAY_ADDRESS`` is honoured as ``ray.init`` would. Returns Ray, and the local
+    instance if one was started (stop it after the run).
+    """
     ray = _ray()
     if ray.is_initialized():
-        return ray
+        return ray, None
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                "logging_level": logging.ERROR}
+    where = address
+    if address is None and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]
+        where = f"{address} (RAY_ADDRESS)"
+    local = None
     try:
         if address is None:
-            ray.init(num_cpus=max(processes, os.cpu_count() or 1), **options)
+            local = LocalRay(ray, max(processes, os.cpu_count() or 1), options)
         else:
-            ray.init(address=address, **options)
+            join(ray, address, timeout, options)
     except Exception as ex:
-        raise RayUnavailable(
-            f"cannot connect to the Ray cluster at {address}: {_first_line(ex)}"
-        ) from None
+        what = "cannot start a local Ray instance" if address is None else (
+            f"cannot connect to the Ray cluster at {where}")
+        detail = str(ex) if isinstance(ex, NoAnswer) else _first_line(ex)
+        raise RayUnavailable(f"{what}: {detail}") from None
     _register_user_modules(ray)
-    return ray
+    return ray, local
 
 
 def run_on_ray(
@@ -370,10 +409,11 @@ def run_on_ray(
     address: str | None,
     max_restarts: int,
     placement: str,
+    timeout: float,
     log: Callable[[str], None],
 ) -> None:
     """Run ``plan`` on ``processes`` Ray actors, restarting from the store when one dies."""
-    ray = connect_ray(address, processes)
+    ray, local = connect_ray(address, processes, timeout)
     try:
         restarts = 0
         while True:
@@ -388,8 +428,9 @@ def run_on_ray(
                 log(f"{ex}; restarting from the last committed epoch "
                     f"(restart {restarts} of {max_restarts})")
     finally:
-        if address is None:
+        if local is not None:
             ray.shutdown()
+            local.stop()
 
 
 def _attempt(
