@@ -1,17 +1,22 @@
 """A stranger on the machine attacking a `fastflow run --ray` (run by tests/test_ray_trust.py).
 
-``python _stranger.py DRIVER_PID MARKER`` watches the driver and its descendants (the
+``python _stranger.py DRIVER_PID MARKER REPORT`` watches the driver and its descendants (the
 local Ray it started, whose actors are ``ray::RayProcess``) for listening TCP sockets and,
 as soon as one appears, connects to it again and again as the old protocol's peers would:
 a process index and a pickle whose unpickling creates MARKER (framed for the control
 channel and for the mesh), garbage, and connections that say nothing and stay open. It
 only learns the ports the way any local user can, from /proc. It runs until killed.
+
+REPORT gets a line ``refused HOST:PORT`` for each connection on which the listener spoke
+first (fastflow's handshake sends its challenge at once) and then closed the connection
+after the stranger's payload: proof that the stranger reached a live listener.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import select
 import socket
 import struct
 import sys
@@ -98,12 +103,34 @@ def listening(inodes: set[str]) -> set[tuple[str, int]]:
     return found
 
 
+def watch(held: dict[socket.socket, tuple[str, bool, bytearray]], report: str) -> None:
+    """Read what the listeners said; note those that spoke first, then hung up on us."""
+    if not held:
+        return
+    readable, _, _ = select.select(list(held), [], [], 0)
+    for sock in readable:
+        name, attacked, heard = held[sock]
+        try:
+            chunk = sock.recv(4096)
+        except OSError:
+            chunk = b""
+        if chunk:
+            heard += chunk
+            continue
+        del held[sock]
+        sock.close()
+        if attacked and len(heard) == 32:  # the challenge, and nothing else
+            with open(report, "a") as out:
+                out.write(f"refused {name}\n")
+
+
 def main() -> None:
-    driver, marker = int(sys.argv[1]), sys.argv[2]
+    driver, marker, report = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     attacks = payloads(marker)
     rounds: dict[tuple[str, int], int] = {}
-    held: list[socket.socket] = []
+    held: dict[socket.socket, tuple[str, bool, bytearray]] = {}
     while True:
+        watch(held, report)
         for address in listening(socket_inodes(run_processes(driver))):
             if rounds.get(address, 0) >= 3:
                 continue
@@ -114,7 +141,8 @@ def main() -> None:
                     sock.sendall(data)
                 except OSError:
                     continue
-                held.append(sock)  # left open: the listener must not wait on it
+                # Left open (the silent ones too): the listener must not wait on them.
+                held[sock] = (f"{address[0]}:{address[1]}", bool(data), bytearray())
         time.sleep(0.005)
 
 
