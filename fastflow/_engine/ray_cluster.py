@@ -8,7 +8,9 @@ channel). What changes is how the processes are connected: TCP instead of Unix s
 pairs. Each actor listens on its node's address; the driver hands every actor the others'
 addresses, and the actors open a full mesh of connections (batches go actor to actor,
 never through the driver or Ray's object store), plus one control connection to the
-driver. Why not Ray's own calls for the batches: measured by ``bench/ray_exchange.py``
+driver; every one of them proves it belongs to the run before anything on it is decoded
+(``handshake.py``, with a per-run key the actors get through Ray). Why not Ray's own
+calls for the batches: measured by ``bench/ray_exchange.py``
 (local Ray, 100 batches of 10k ``(str, int)`` pairs, receiver decoding), a batch as a
 list argument costs 1.85 µs per item, pre-encoded bytes through pipelined actor calls
 0.33 µs, and the same marshal bytes over a TCP connection 0.19 µs, which is also the
@@ -90,7 +92,7 @@ class _Output:
     Why batched: a message per line made printing flows slow. Lines are held until
     :data:`_OUTPUT_BYTES` are pending or :data:`_OUTPUT_SECONDS` passed since the last
     message, then sent up to the last complete line; the rest goes when the process is
-    idle or ends (``flush``, called by ``cluster.serve``), always before it reports that
+    idle or ends (``flush``, called by ``cluster.py``), always before it reports that
     it exited, and in order (one control connection).
     """
 
