@@ -56,6 +56,14 @@ def _seconds(text: str) -> timedelta:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    """Parse a number of seconds > 0."""
+    seconds = _seconds(text).total_seconds()
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return seconds
+
+
 def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
@@ -165,6 +173,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--ray-placement", choices=("spread", "pack"),
         help="spread the actors over the nodes, or pack them onto few (default: spread)",
     )
+    ray.add_argument(
+        "--ray-timeout", type=_positive_seconds, metavar="SECONDS",
+        help="give up if the Ray cluster does not answer within SECONDS (default: 30)",
+    )
 
 
 class _BadInput(Exception):
@@ -260,7 +272,8 @@ def _run(args: argparse.Namespace, prog: str) -> int:
     if args.ray_address is None and os.environ.get("FASTFLOW_RAY_ADDRESS") is not None:
         args.ray_address = os.environ["FASTFLOW_RAY_ADDRESS"]
     ray_only = [flag for flag, value in (("--max-restarts", args.max_restarts),
-                                         ("--ray-placement", args.ray_placement))
+                                         ("--ray-placement", args.ray_placement),
+                                         ("--ray-timeout", args.ray_timeout))
                 if value is not None]
     if ray_only and args.ray_address is None:
         raise _BadInput(f"{ray_only[0]} only applies with --ray")
@@ -299,6 +312,7 @@ def _run(args: argparse.Namespace, prog: str) -> int:
                 args.ray_address or None,
                 3 if args.max_restarts is None else args.max_restarts,
                 args.ray_placement or "spread",
+                30.0 if args.ray_timeout is None else args.ray_timeout,
             ),
         )
     except (RayUnavailable, TooManyProcesses) as ex:

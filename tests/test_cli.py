@@ -71,6 +71,7 @@ RUN_USAGE = """\
 usage: fastflow run [-h] [-r DB_DIR] [-s SECONDS] [-b SECONDS] [-w WORKERS]
                     [-p PROCESSES] [--trust-store-pickles] [--ray [ADDRESS]]
                     [--max-restarts K] [--ray-placement {spread,pack}]
+                    [--ray-timeout SECONDS]
                     IMPORT_STR
 """
 

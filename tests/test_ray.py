@@ -18,6 +18,7 @@ from pathlib import Path
 
 import ray  # noqa: F401 - the extra must be installed, or these tests fail loudly
 from _stores import stored_state
+from _stranger import run_processes
 from test_processes import expected_sums, last_totals, write_flow
 
 FASTFLOW = shutil.which("fastflow", path=str(Path(sys.executable).parent))
@@ -66,13 +67,12 @@ def test_a_store_written_on_ray_resumes_locally_and_the_reverse(tmp_path: Path) 
     assert last_totals(tmp_path / "sums.out") == expected_sums(300)
 
 
-def _kill_an_actor_after(seconds: float) -> None:
+def _kill_an_actor_after(seconds: float, driver: int) -> None:
+    """SIGKILL one of ``driver``'s actors (never another run's: tests may run side by side)."""
     deadline = time.monotonic() + 60
     pids: list[int] = []
     while not pids and time.monotonic() < deadline:
-        found = subprocess.run(["pgrep", "-f", "ray::RayProcess"], capture_output=True,
-                               text=True)
-        pids = [int(p) for p in found.stdout.split()]
+        pids = sorted(run_processes(driver)[1:])
         time.sleep(0.1)
     assert pids, "no actor started"
     time.sleep(seconds)
@@ -87,7 +87,7 @@ def test_a_dead_actor_is_replaced_from_the_last_committed_epoch(tmp_path: Path) 
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        _kill_an_actor_after(1.0)
+        _kill_an_actor_after(1.0, proc.pid)
         _out, err = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
@@ -112,7 +112,7 @@ def test_without_restarts_or_a_store_a_dead_actor_fails_the_run(tmp_path: Path) 
                                 cwd=tmp_path, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         try:
-            _kill_an_actor_after(1.0)
+            _kill_an_actor_after(1.0, proc.pid)
             _out, err = proc.communicate(timeout=180)
         finally:
             if proc.poll() is None:

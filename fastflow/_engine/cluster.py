@@ -193,6 +193,7 @@ class ProcessPacer:
             self._reported = self._mesh.counts
             self._control.send(("idle", self._paused, *self._reported))
         if idle:
+            sys.stdout.flush()  # what was printed shows before the process waits
             wait_for = _WAIT_SECONDS
             if self._paused is None:
                 wake = workers.next_wake(live, timed)
@@ -241,6 +242,7 @@ def serve(
         return True
     except BaseException as ex:  # noqa: BLE001 - reported to the coordinator
         try:
+            sys.stdout.flush()  # what it printed before it failed comes first
             if isinstance(ex, UnsendableBatch):  # the flow's data, not fastflow: no frames
                 control.send(("error", _unsendable(ex, plan), ""))
             else:

@@ -36,6 +36,8 @@ class RayOptions:
     """Times the run restarts from the last committed epoch when an actor dies."""
     placement: str = "spread"
     """Placement group strategy for the actors: ``spread`` or ``pack``."""
+    timeout: float = 30.0
+    """Seconds to wait for the Ray cluster to answer before giving up."""
 
 
 def run_flow(
@@ -131,4 +133,5 @@ def _run_on_ray(
 
     run_on_ray(plan, processes, worker_count, interval, open_store, backup_epochs,
                address=options.address, max_restarts=options.max_restarts,
-               placement=options.placement, log=log, restore=restore)
+               placement=options.placement, timeout=options.timeout, log=log,
+               restore=restore)

@@ -8,7 +8,9 @@ channel). What changes is how the processes are connected: TCP instead of Unix s
 pairs. Each actor listens on its node's address; the driver hands every actor the others'
 addresses, and the actors open a full mesh of connections (batches go actor to actor,
 never through the driver or Ray's object store), plus one control connection to the
-driver. Why not Ray's own calls for the batches: measured by ``bench/ray_exchange.py``
+driver; every one of them proves it belongs to the run before anything on it is decoded
+(``handshake.py``, with a per-run key the actors get through Ray). Why not Ray's own
+calls for the batches: measured by ``bench/ray_exchange.py``
 (local Ray, 100 batches of 10k ``(str, int)`` pairs, receiver decoding), a batch as a
 list argument costs 1.85 µs per item, pre-encoded bytes through pipelined actor calls
 0.33 µs, and the same marshal bytes over a TCP connection 0.19 µs, which is also the
@@ -25,7 +27,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import struct
 import sys
 import time
 from collections.abc import Callable
@@ -37,16 +38,20 @@ from typing import Any
 from fastflow._cext.routing import split_dict
 from fastflow._engine import wire
 from fastflow._engine.cluster import ProcessFailed, run_group, serve
+from fastflow._engine.handshake import Gate, introduce, new_key
 from fastflow._engine.plan import CoreStep
+from fastflow._engine.ray_join import NoAnswer, join
+from fastflow._engine.ray_local import LocalRay
 from fastflow._engine.snapshot import Restore, Resume
 from fastflow._engine.store import RecoveryStore
 
-_INDEX = struct.Struct("<I")
 _IMPORT_HINT = (
     "; the actors import what the flow uses: install it on every node, or ship its "
     "directory with Ray's runtime_env (docs/distributed.md)"
 )
 _CONNECT_SECONDS = 60.0
+_OUTPUT_BYTES = 64 << 10
+_OUTPUT_SECONDS = 0.05
 
 
 class RayUnavailable(RuntimeError):
@@ -82,33 +87,60 @@ def _node_address() -> str:
 
 
 class _Output:
-    """An actor's ``sys.stdout``: what the flow prints goes to the driver, line by line."""
+    """An actor's ``sys.stdout``: what the flow prints goes to the driver, in whole lines.
+
+    Why batched: a message per line made printing flows slow. Lines are held until
+    :data:`_OUTPUT_BYTES` are pending or :data:`_OUTPUT_SECONDS` passed since the last
+    message, then sent up to the last complete line; the rest goes when the process is
+    idle or ends (``flush``, called by ``cluster.py``), always before it reports that
+    it exited, and in order (one control connection).
+    """
 
     def __init__(self, control: Connection) -> None:
         self._control = control
         self._pending: list[str] = []
+        self._size = 0
+        self._sent_at = time.monotonic()
 
     def write(self, text: str) -> int:
+        """Hold ``text``; send the complete lines if enough waited long enough."""
         self._pending.append(text)
-        if "\n" in text:
-            self.flush()
+        self._size += len(text)
+        if "\n" in text and (self._size >= _OUTPUT_BYTES
+                             or time.monotonic() - self._sent_at >= _OUTPUT_SECONDS):
+            held = "".join(self._pending)
+            cut = held.rfind("\n") + 1
+            self._send(held[:cut])
+            self._pending = [held[cut:]] if cut < len(held) else []
+            self._size = len(held) - cut
         return len(text)
 
     def flush(self) -> None:
+        """Send everything held, a last partial line included."""
         if self._pending:
-            self._control.send(("output", "".join(self._pending)))
-            self._pending.clear()
+            self._send("".join(self._pending))
+            self._pending = []
+            self._size = 0
+
+    def _send(self, text: str) -> None:
+        self._control.send(("output", text))
+        self._sent_at = time.monotonic()
 
     def isatty(self) -> bool:
         return False
 
 
 class RayProcess:
-    """One worker process of the run, as a Ray actor (wrapped with ``ray.remote`` at use)."""
+    """One worker process of the run, as a Ray actor (wrapped with ``ray.remote`` at use).
 
-    def __init__(self, process: int, processes: int, directory: str) -> None:
+    ``key`` is the run's secret, which comes through Ray: every connection this actor
+    opens or accepts proves it knows it before anything on it is decoded (``handshake``).
+    """
+
+    def __init__(self, process: int, processes: int, directory: str, key: bytes) -> None:
         self._process = process
         self._processes = processes
+        self._key = key
         if os.path.isdir(directory):  # relative paths in the flow mean what they mean there
             os.chdir(directory)
         wire.pickle_classes_by_value(_ray().cloudpickle.dumps)
@@ -124,25 +156,29 @@ class RayProcess:
     def connect(self, addresses: list[tuple[str, int]], driver: tuple[str, int]) -> None:
         """Open the mesh (connect to later actors, accept earlier ones) and the control."""
         me = self._process
+        deadline = time.monotonic() + _CONNECT_SECONDS
         for peer in range(me + 1, self._processes):
-            sock = socket.create_connection(addresses[peer], timeout=_CONNECT_SECONDS)
-            sock.sendall(_INDEX.pack(me))
-            self._sockets[peer] = sock
-        self._listener.settimeout(_CONNECT_SECONDS)
-        for _ in range(me):
-            sock, _address = self._listener.accept()
-            (peer,) = _INDEX.unpack(_recv_exactly(sock, _INDEX.size))
-            self._sockets[peer] = sock
-        self._listener.close()
+            self._sockets[peer] = self._introduce(addresses[peer], deadline)
+        gate = Gate(self._listener, self._key, what=f"mesh listener of process {me}")
+        try:
+            self._sockets.update(gate.admit(set(range(me)), _CONNECT_SECONDS))
+        finally:
+            self._listener.close()
         for sock in self._sockets.values():
-            sock.settimeout(None)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             _keepalive(sock)
-        control = socket.create_connection(driver, timeout=_CONNECT_SECONDS)
-        control.sendall(_INDEX.pack(me))
-        control.settimeout(None)
+        control = self._introduce(driver, deadline)
         _keepalive(control)
         self._control = Connection(control.detach())
+
+    def _introduce(self, address: tuple[str, int], deadline: float) -> socket.socket:
+        sock = socket.create_connection(address, timeout=_CONNECT_SECONDS)
+        try:
+            introduce(sock, self._key, self._process, deadline)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def serve(
         self,
@@ -162,16 +198,6 @@ class RayProcess:
         finally:
             sys.stdout.flush()
             sys.stdout = sys.__stdout__
-
-
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("a peer closed its connection while connecting")
-        data += chunk
-    return data
 
 
 class RayActors:
@@ -200,12 +226,13 @@ class RayActors:
         self._group = placement_group([{"CPU": 1}] * processes, strategy=placement.upper())
         ray.get(self._group.ready(), timeout=_CONNECT_SECONDS)
         actor_class = ray.remote(num_cpus=1, max_restarts=0)(RayProcess)
+        self._key = new_key()
         self._actors = [
             actor_class.options(
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     placement_group=self._group, placement_group_bundle_index=p
                 ),
-            ).remote(p, processes, os.getcwd())
+            ).remote(p, processes, os.getcwd(), self._key)
             for p in range(processes)
         ]
         self._serving: list[Any] = []
@@ -226,21 +253,19 @@ class RayActors:
         addresses = ray.get([actor.address.remote() for actor in self._actors],
                             timeout=_CONNECT_SECONDS)
         listener = socket.create_server((_node_address(), 0))
-        listener.settimeout(_CONNECT_SECONDS)
         driver = listener.getsockname()[:2]
         connecting = [actor.connect.remote(addresses, driver) for actor in self._actors]
-        controls: dict[int, Connection] = {}
+        gate = Gate(listener, self._key, what="driver's control listener")
         try:
-            for _ in self._actors:
-                sock, _address = listener.accept()
-                (process,) = _INDEX.unpack(_recv_exactly(sock, _INDEX.size))
-                sock.settimeout(None)
-                _keepalive(sock)
-                controls[process] = Connection(sock.detach())
+            sockets = gate.admit(set(range(self._processes)), _CONNECT_SECONDS)
         finally:
             listener.close()
         ray.get(connecting, timeout=_CONNECT_SECONDS)
-        return [controls[p] for p in range(self._processes)]
+        controls = []
+        for p in range(self._processes):
+            _keepalive(sockets[p])
+            controls.append(Connection(sockets[p].detach()))
+        return controls
 
     def sentinels(self) -> list[Any]:
         """None: an actor's death shows as its control connection closing."""
@@ -342,24 +367,37 @@ def _register_user_modules(ray: ModuleType) -> None:
         ray.cloudpickle.register_pickle_by_value(module)
 
 
-def connect_ray(address: str | None, processes: int) -> ModuleType:
-    """Join the Ray cluster at ``address`` (``auto``, ``ray://host:port``), or start one."""
+def connect_ray(
+    address: str | None, processes: int, timeout: float
+) -> tuple[ModuleType, LocalRay | None]:
+    """Join the Ray cluster at ``address``, or start a local instance for this run.
+
+    ``address`` is ``auto``, ``host:port`` or ``ray://host:port``; when None, Ray's own
+    ``RAY_ADDRESS`` is honoured as ``ray.init`` would. Returns Ray, and the local
+    instance if one was started (stop it after the run).
+    """
     ray = _ray()
     if ray.is_initialized():
-        return ray
+        return ray, None
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                "logging_level": logging.ERROR}
+    where = address
+    if address is None and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]
+        where = f"{address} (RAY_ADDRESS)"
+    local = None
     try:
         if address is None:
-            ray.init(num_cpus=max(processes, os.cpu_count() or 1), **options)
+            local = LocalRay(ray, max(processes, os.cpu_count() or 1), options)
         else:
-            ray.init(address=address, **options)
+            join(ray, address, timeout, options)
     except Exception as ex:
-        raise RayUnavailable(
-            f"cannot connect to the Ray cluster at {address}: {_first_line(ex)}"
-        ) from None
+        what = "cannot start a local Ray instance" if address is None else (
+            f"cannot connect to the Ray cluster at {where}")
+        detail = str(ex) if isinstance(ex, NoAnswer) else _first_line(ex)
+        raise RayUnavailable(f"{what}: {detail}") from None
     _register_user_modules(ray)
-    return ray
+    return ray, local
 
 
 def run_on_ray(
@@ -373,11 +411,12 @@ def run_on_ray(
     address: str | None,
     max_restarts: int,
     placement: str,
+    timeout: float,
     log: Callable[[str], None],
     restore: Restore | None = None,
 ) -> None:
     """Run ``plan`` on ``processes`` Ray actors, restarting from the store when one dies."""
-    ray = connect_ray(address, processes)
+    ray, local = connect_ray(address, processes, timeout)
     try:
         restarts = 0
         while True:
@@ -392,8 +431,9 @@ def run_on_ray(
                 log(f"{ex}; restarting from the last committed epoch "
                     f"(restart {restarts} of {max_restarts})")
     finally:
-        if address is None:
+        if local is not None:
             ray.shutdown()
+            local.stop()
 
 
 def _attempt(
