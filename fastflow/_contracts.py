@@ -1,5 +1,9 @@
-"""The builders of ``stateful_batch`` that the engine runs as one compiled loop.
+"""What the operators hand the runtime: fast-path builders, and the ``ttl`` they accept.
 
+Both layers import this leaf module and nothing else of each other: the runtime never
+imports the operators, the operators never import the runtime.
+
+Fast paths (``MapSpec``, ``FoldSpec``): builders the engine runs as one compiled loop.
 A ``stateful_batch`` step normally builds one logic object per key and calls
 it per batch. A builder that is also a :class:`MapSpec` or a :class:`FoldSpec`
 tells the engine what the logic would do in plain data (the user's function
@@ -67,3 +71,15 @@ class ExpiringBuilder:
     def __call__(self, resume_state: Any) -> Any:
         """Build the logic of one key, as ``builder`` does."""
         return self.builder(resume_state)
+
+
+def check_ttl(step_id: str, ttl: Any) -> timedelta | None:
+    """Return ``ttl`` if it is ``None`` or a positive ``timedelta``; refuse anything else."""
+    if ttl is None:
+        return None
+    if not isinstance(ttl, timedelta):
+        raise TypeError(f"ttl of step {step_id!r} must be a datetime.timedelta or None; got "
+                        f"{type(ttl).__name__}")
+    if ttl <= timedelta(0):
+        raise ValueError(f"ttl of step {step_id!r} must be positive; got {ttl}")
+    return ttl

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from fastflow._engine.snapshot import read_state
+from fastflow._runtime.snapshot import read_state
 
 
 def stored_state(db_dir: Path, step_id: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any, List
 import pytest
 
 import fastflow.operators as op
-from fastflow._engine.plan import flatten
+from fastflow._runtime.plan import flatten
 from fastflow.dataflow import Dataflow, KeyedStream, Operator, Stream, operator
 from fastflow.testing import TestingSink, TestingSource, run_main
 

@@ -16,7 +16,7 @@ import pytest
 
 import fastflow
 import fastflow.operators
-from fastflow._engine import io, nodes, snapshot
+from fastflow._runtime import io_nodes, nodes, snapshot
 
 PACKAGE = Path(fastflow.__file__).parent
 CEXT_SOURCES = PACKAGE.parent / "cext"
@@ -67,11 +67,12 @@ def test_the_engine_and_operators_use_the_compiled_modules() -> None:
     assert _is_compiled(fastflow.operators._ops.__file__)
     assert _is_compiled(nodes.state.__file__)
     assert _is_compiled(sys.modules[nodes.branch_items.__module__].__file__)
-    assert _is_compiled(sys.modules[io.check_keyed.__module__].__file__)
+    assert _is_compiled(sys.modules[io_nodes.check_keyed.__module__].__file__)
     ops = fastflow.operators._ops
     _compiled_functions(
-        [ops.map_items, ops.filter_items, ops.flat_map_items, nodes.branch_items, io.check_keyed,
-         snapshot.encode_changes, snapshot.decode_changes, snapshot.split_dict]
+        [ops.map_items, ops.filter_items, ops.flat_map_items, nodes.branch_items,
+         io_nodes.check_keyed, snapshot.encode_changes, snapshot.decode_changes,
+         snapshot.split_dict]
     )
 
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastflow.operators as op
-from fastflow._engine.snapshot import load_resume
-from fastflow._engine.store import RecoveryStore
+from fastflow._runtime.snapshot import load_resume
+from fastflow._store.store import RecoveryStore
 from fastflow.dataflow import Dataflow
 from fastflow.errors import FastflowRuntimeError
 from fastflow.outputs import FixedPartitionedSink, StatefulSinkPartition

@@ -51,7 +51,7 @@ op.output("out", op.merge("m", sums, counts), StdOutSink())
 STALLING_RUN = """
 import sys, time
 from contextlib import contextmanager
-from fastflow._engine import store as st
+from fastflow._store import store as st
 from fastflow.cli import main
 
 where, nth = sys.argv[1], int(sys.argv[2])

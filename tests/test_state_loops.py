@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 import fastflow.operators as op
 from fastflow._cext import codec, state
 from fastflow._cext.routing import RoutingError
-from fastflow._engine.nodes import LogicStateNode, stateful_node
-from fastflow._engine.plan import flatten
+from fastflow._runtime.nodes import LogicStateNode, stateful_node
+from fastflow._runtime.plan import flatten
 from fastflow.dataflow import Dataflow
 from fastflow.operators._logic import FoldBuilder, MapBuilder
 from fastflow.recovery import RecoveryConfig, init_db_dir

@@ -29,7 +29,7 @@ import pytest
 from _stores import stored_state
 
 import fastflow.operators as op
-from fastflow._engine.store import RecoveryStore
+from fastflow._store.store import RecoveryStore
 from fastflow.cli import main
 from fastflow.dataflow import Dataflow
 from fastflow.recovery import RecoveryConfig, init_db_dir
@@ -472,7 +472,8 @@ def test_repartition_through_a_symlink_replaces_the_target(tmp_path: Path) -> No
 STALLING = """
 import shutil, sys, time
 from contextlib import contextmanager
-from fastflow._engine import repartition as rp, store as st, backup as bk
+from fastflow._store import store as st
+from fastflow._store_tools import backup as bk, repartition as rp
 from fastflow.cli import main
 
 where = sys.argv[1]

@@ -27,13 +27,14 @@ import orjson
 import pytest
 from _stores import change_sets
 
+from fastflow import errors
 from fastflow._cext.codec import encode_changes
-from fastflow._engine import partitions as pt
-from fastflow._engine import store as st
-from fastflow._engine.committer import EpochCommitter
-from fastflow._engine.snapshot import load_resume, read_state
-from fastflow._engine.status import format_status, read_status
-from fastflow._engine.store import ChangeSet, RecoveryStore
+from fastflow._runtime.snapshot import load_resume, read_state
+from fastflow._store import partitions as pt
+from fastflow._store import store as st
+from fastflow._store.committer import EpochCommitter
+from fastflow._store.store import ChangeSet, RecoveryStore
+from fastflow._store_tools.status import format_status, read_status
 
 
 def compact_now(store: RecoveryStore, index: int) -> bool:
@@ -189,7 +190,7 @@ def test_init_refuses_existing_partitions(tmp_path: Path) -> None:
     db_dir = new_store(tmp_path, 2)
     (db_dir / "notes.txt").write_text("mine")
     before = files_of(db_dir)
-    with pytest.raises(pt.PartitionsExistError) as info:
+    with pytest.raises(errors.PartitionsExistError) as info:
         pt.init_db_dir(db_dir, 2)
     assert isinstance(info.value, FileExistsError)
     assert "part-0.sqlite3, part-1.sqlite3" in str(info.value)
@@ -220,7 +221,7 @@ def test_init_force_refuses_a_running_store(tmp_path: Path) -> None:
         store.start_execution(1)
         commit(store, 1, {0: sets("s", {"k0": 1})})
         before = files_of(db_dir)
-        with pytest.raises(pt.StoreLockedError, match="in use"):
+        with pytest.raises(errors.StoreLockedError, match="in use"):
             pt.init_db_dir(db_dir, 2, force=True)
         assert files_of(db_dir) == before  # no .init-* left either
         commit(store, 2, {0: sets("s", {"k0": 2})})  # the holder is undisturbed
@@ -262,7 +263,7 @@ def test_init_interrupted_by_an_exception_is_named_as_such(
     with pytest.raises(KeyboardInterrupt):
         pt.init_db_dir(db_dir, 3)
     monkeypatch.undo()
-    with pytest.raises(pt.InconsistentPartitionsError, match="was interrupted"):
+    with pytest.raises(errors.InconsistentPartitionsError, match="was interrupted"):
         RecoveryStore.open(db_dir)
 
 
@@ -277,7 +278,7 @@ def test_leftover_init_dir_is_refused_and_force_cleans_it(tmp_path: Path, moved:
         shutil.copyfile(built / name, (db_dir if index in moved else hidden) / name)
     before = files_of(db_dir)
     for attempt in (RecoveryStore.open, RecoveryStore.inspect, read_state, read_status):
-        with pytest.raises(pt.InconsistentPartitionsError) as info:
+        with pytest.raises(errors.InconsistentPartitionsError) as info:
             attempt(db_dir)
         message = str(info.value)
         assert "was interrupted" in message and ".init-abc123" in message
@@ -312,7 +313,7 @@ def assert_refused(
         message = str(info.value)
         for needle in needles:
             assert needle in message
-        assert isinstance(info.value, pt.RecoveryError)
+        assert isinstance(info.value, errors.RecoveryError)
         if before is None:
             assert not db_dir.exists()
         else:
@@ -321,13 +322,13 @@ def assert_refused(
 
 
 def test_missing_dir(tmp_path: Path) -> None:
-    assert_refused(tmp_path / "nope", pt.NoPartitionsError, "does not exist", "init-recovery")
-    assert issubclass(pt.NoPartitionsError, FileNotFoundError)
+    assert_refused(tmp_path / "nope", errors.NoPartitionsError, "does not exist", "init-recovery")
+    assert issubclass(errors.NoPartitionsError, FileNotFoundError)
 
 
 def test_dir_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "db").write_text("x")
-    with pytest.raises(pt.NoPartitionsError, match="is a file"):
+    with pytest.raises(errors.NoPartitionsError, match="is a file"):
         RecoveryStore.open(tmp_path / "db")
 
 
@@ -335,23 +336,27 @@ def test_empty_dir(tmp_path: Path) -> None:
     (tmp_path / "db").mkdir()
     (tmp_path / "db" / "README").write_text("not a partition")
     (tmp_path / "db" / "part-01.sqlite3").write_text("not a partition name either")
-    assert_refused(tmp_path / "db", pt.NoPartitionsError, "no recovery partitions", "init-recovery")
+    assert_refused(
+        tmp_path / "db", errors.NoPartitionsError, "no recovery partitions", "init-recovery"
+    )
 
 
 def test_missing_partition(tmp_path: Path) -> None:
     db_dir = new_store(tmp_path, 3)
     (db_dir / "part-1.sqlite3").unlink()
-    assert_refused(db_dir, pt.MissingPartitionsError, "1 of 3", "part-1.sqlite3", "--force")
+    assert_refused(db_dir, errors.MissingPartitionsError, "1 of 3", "part-1.sqlite3", "--force")
     (db_dir / "part-0.sqlite3").unlink()
-    assert_refused(db_dir, pt.MissingPartitionsError, "2 of 3", "part-0.sqlite3, part-1.sqlite3")
-    assert issubclass(pt.MissingPartitionsError, FileNotFoundError)
+    assert_refused(
+        db_dir, errors.MissingPartitionsError, "2 of 3", "part-0.sqlite3, part-1.sqlite3"
+    )
+    assert issubclass(errors.MissingPartitionsError, FileNotFoundError)
 
 
 def test_many_missing_partitions_make_a_short_message(tmp_path: Path) -> None:
     db_dir = new_store(tmp_path, 53)
     for index in range(1, 51):
         (db_dir / f"part-{index}.sqlite3").unlink()
-    message = assert_refused(db_dir, pt.MissingPartitionsError)
+    message = assert_refused(db_dir, errors.MissingPartitionsError)
     assert "50 of 53 recovery partitions missing" in message
     assert "part-1.sqlite3, part-2.sqlite3, part-3.sqlite3 and 47 more;" in message
     assert "part-4.sqlite3" not in message and len(message) < 500
@@ -359,7 +364,7 @@ def test_many_missing_partitions_make_a_short_message(tmp_path: Path) -> None:
 
 def test_many_existing_partitions_make_a_short_message(tmp_path: Path) -> None:
     db_dir = new_store(tmp_path, 12)
-    with pytest.raises(pt.PartitionsExistError) as info:
+    with pytest.raises(errors.PartitionsExistError) as info:
         pt.init_db_dir(db_dir, 12)
     assert "part-0.sqlite3, part-1.sqlite3, part-10.sqlite3 and 9 more;" in str(info.value)
 
@@ -368,18 +373,18 @@ def test_mixed_init_ids(tmp_path: Path) -> None:
     a, b = new_store(tmp_path, 2, "a"), new_store(tmp_path, 2, "b")
     (a / "part-1.sqlite3").write_bytes((b / "part-1.sqlite3").read_bytes())
     message = assert_refused(
-        a, pt.InconsistentPartitionsError, "different `fastflow init-recovery`"
+        a, errors.InconsistentPartitionsError, "different `fastflow init-recovery`"
     )
     assert f"part-0.sqlite3 (init {meta_of(a / 'part-0.sqlite3')['init_id']})" in message
     assert f"part-1.sqlite3 (init {meta_of(b / 'part-1.sqlite3')['init_id']})" in message
-    assert issubclass(pt.InconsistentPartitionsError, ValueError)
+    assert issubclass(errors.InconsistentPartitionsError, ValueError)
 
 
 def test_different_counts(tmp_path: Path) -> None:
     db_dir = new_store(tmp_path, 2)
     set_meta(db_dir / "part-1.sqlite3", "partition_count", 3)
     assert_refused(
-        db_dir, pt.InconsistentPartitionsError, "partition count",
+        db_dir, errors.InconsistentPartitionsError, "partition count",
         "part-0.sqlite3 say 2", "part-1.sqlite3 say 3",
     )
 
@@ -387,7 +392,7 @@ def test_different_counts(tmp_path: Path) -> None:
 def test_renamed_partition(tmp_path: Path) -> None:
     db_dir = new_store(tmp_path, 2)
     (db_dir / "part-1.sqlite3").write_bytes((db_dir / "part-0.sqlite3").read_bytes())
-    assert_refused(db_dir, pt.InconsistentPartitionsError, "part-1.sqlite3 holds partition 0")
+    assert_refused(db_dir, errors.InconsistentPartitionsError, "part-1.sqlite3 holds partition 0")
 
 
 @pytest.mark.parametrize(
@@ -398,9 +403,11 @@ def test_renamed_partition(tmp_path: Path) -> None:
 def test_corrupt_partition(tmp_path: Path, content: bytes) -> None:
     db_dir = new_store(tmp_path, 2)
     (db_dir / "part-1.sqlite3").write_bytes(content)
-    assert_refused(db_dir, pt.CorruptPartitionError, str(db_dir / "part-1.sqlite3"), "untouched")
+    assert_refused(
+        db_dir, errors.CorruptPartitionError, str(db_dir / "part-1.sqlite3"), "untouched"
+    )
     assert (db_dir / "part-1.sqlite3").read_bytes() == content
-    assert issubclass(pt.CorruptPartitionError, ValueError)
+    assert issubclass(errors.CorruptPartitionError, ValueError)
 
 
 def test_foreign_sqlite_file(tmp_path: Path) -> None:
@@ -411,14 +418,14 @@ def test_foreign_sqlite_file(tmp_path: Path) -> None:
     conn.execute("INSERT INTO meta VALUES ('schema_version', 2)")
     conn.commit()
     conn.close()
-    assert_refused(db_dir, pt.CorruptPartitionError, "part-0.sqlite3", "not a fastflow")
+    assert_refused(db_dir, errors.CorruptPartitionError, "part-0.sqlite3", "not a fastflow")
 
 
 @pytest.mark.parametrize("version", [0, "2", None])
 def test_invalid_schema_version(tmp_path: Path, version: Any) -> None:
     db_dir = new_store(tmp_path, 1)
     set_meta(db_dir / "part-0.sqlite3", "schema_version", version)
-    assert_refused(db_dir, pt.CorruptPartitionError, "part-0.sqlite3", "schema version")
+    assert_refused(db_dir, errors.CorruptPartitionError, "part-0.sqlite3", "schema version")
 
 
 def test_missing_table(tmp_path: Path) -> None:
@@ -426,14 +433,14 @@ def test_missing_table(tmp_path: Path) -> None:
     conn = sqlite3.connect(db_dir / "part-0.sqlite3")
     conn.execute("DROP TABLE changesets")
     conn.close()
-    assert_refused(db_dir, pt.CorruptPartitionError, "tables changesets are missing")
+    assert_refused(db_dir, errors.CorruptPartitionError, "tables changesets are missing")
 
 
 def test_format_1_store_is_refused_with_the_upgrade_command(tmp_path: Path) -> None:
     db_dir = tmp_path / "db"
     shutil.copytree(FIXTURE_V1, db_dir)
     assert_refused(
-        db_dir, pt.FormatVersionError, "format 1", "fastflow 0.1",
+        db_dir, errors.FormatVersionError, "format 1", "fastflow 0.1",
         f"fastflow recovery upgrade {db_dir}", "nothing was changed",
     )
 
@@ -443,7 +450,7 @@ def test_newer_format_is_refused(tmp_path: Path) -> None:
     for index in (0, 1):
         set_meta(db_dir / f"part-{index}.sqlite3", "schema_version", 3)
     assert_refused(
-        db_dir, pt.FormatVersionError, "format 3", "part-0.sqlite3, part-1.sqlite3", "newer",
+        db_dir, errors.FormatVersionError, "format 3", "part-0.sqlite3, part-1.sqlite3", "newer",
         "nothing was changed",
     )
 
@@ -452,11 +459,11 @@ def test_mixed_formats_say_the_upgrade_was_interrupted(tmp_path: Path) -> None:
     db_dir = new_store(tmp_path, 3)
     set_meta(db_dir / "part-1.sqlite3", "schema_version", 1)
     message = assert_refused(
-        db_dir, pt.FormatVersionError, "format 1 (part-1.sqlite3) beside format 2",
+        db_dir, errors.FormatVersionError, "format 1 (part-1.sqlite3) beside format 2",
         "interrupted", "fastflow recovery upgrade",
     )
     assert "part-0" not in message
-    assert issubclass(pt.FormatVersionError, ValueError)
+    assert issubclass(errors.FormatVersionError, ValueError)
 
 
 def test_unresumable_gc_horizons_are_refused_without_touching_the_files(tmp_path: Path) -> None:
@@ -473,7 +480,7 @@ def test_unresumable_gc_horizons_are_refused_without_touching_the_files(tmp_path
         assert store.partition_stats(0)[1] == 5 == store.partition_stats(1)[1]
     shutil.copyfile(old / "part-1.sqlite3", db_dir / "part-1.sqlite3")  # restore one file
     # inspect opens it (status shows the problem); a run is refused
-    message = assert_refused(db_dir, pt.InconsistentPartitionsError, "same backup",
+    message = assert_refused(db_dir, errors.InconsistentPartitionsError, "same backup",
                              attempts=(RecoveryStore.open,))
     assert message.startswith(
         f"cannot resume {db_dir}: part-1.sqlite3 can only resume from epoch 2, but 1 "
@@ -486,7 +493,7 @@ def test_unresumable_gc_horizons_are_refused_without_touching_the_files(tmp_path
 
 def test_read_state_refuses_an_unresumable_store(tmp_path: Path) -> None:
     restored = run_backed_up(tmp_path, {0: 2, 1: 11})
-    with pytest.raises(pt.InconsistentPartitionsError, match="same backup"):
+    with pytest.raises(errors.InconsistentPartitionsError, match="same backup"):
         read_state(restored)
 
 
@@ -501,7 +508,7 @@ def test_read_only_store_is_refused(tmp_path: Path) -> None:
     db_dir.chmod(0o555)
     try:
         before = files_of(db_dir)
-        with pytest.raises(pt.StoreNotWritableError) as info:
+        with pytest.raises(errors.StoreNotWritableError) as info:
             RecoveryStore.open(db_dir)
         assert str(db_dir) in str(info.value)
         assert "the directory, part-0.sqlite3, part-1.sqlite3 read-only" in str(info.value)
@@ -526,7 +533,7 @@ def test_not_writable_message(
         lambda path, mode: Path(path).name not in blocked and real_access(path, mode),
     )
     before = files_of(db_dir)
-    with pytest.raises(pt.StoreNotWritableError) as info:
+    with pytest.raises(errors.StoreNotWritableError) as info:
         RecoveryStore.open(db_dir)
     assert str(info.value).startswith(f"recovery directory {db_dir} is not writable")
     assert named in str(info.value)
@@ -543,21 +550,21 @@ def test_not_writable_message(
 def test_lock_in_process(tmp_path: Path) -> None:
     db_dir = new_store(tmp_path, 2)
     with RecoveryStore.open(db_dir) as store:
-        with pytest.raises(pt.StoreLockedError, match="in use by another running execution"):
+        with pytest.raises(errors.StoreLockedError, match="in use by another running execution"):
             RecoveryStore.open(db_dir)
         store.start_execution(1)  # the failed open did not disturb the holder
         commit(store, 1, {1: sets("s", {"k1": "v"})})
         assert read_state(db_dir) == {"s": {"k1": "v"}}  # a read-only look is allowed
     with RecoveryStore.open(db_dir) as store:  # released at close
         assert store.start_execution(1).epoch == 2
-    assert issubclass(pt.StoreLockedError, RuntimeError)
+    assert issubclass(errors.StoreLockedError, RuntimeError)
 
 
 CHILD = """
 import sys, time
 from fastflow._cext.codec import encode_changes
-from fastflow._engine.partitions import StoreLockedError
-from fastflow._engine.store import ChangeSet, RecoveryStore
+from fastflow.errors import StoreLockedError
+from fastflow._store.store import ChangeSet, RecoveryStore
 
 if sys.argv[1] == "try":
     try:
@@ -598,7 +605,7 @@ def test_lock_across_processes_and_sigkill(tmp_path: Path) -> None:
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "ready"
-        with pytest.raises(pt.StoreLockedError):
+        with pytest.raises(errors.StoreLockedError):
             RecoveryStore.open(db_dir)
         assert read_state(db_dir) == {"s": {f"k{i}": 3 for i in range(50)}}  # while it runs
     finally:
@@ -673,15 +680,15 @@ def test_resume_epoch_is_the_min_frontier_of_the_last_execution(tmp_path: Path) 
 def test_misuse_is_reported(tmp_path: Path) -> None:
     db_dir = new_store(tmp_path, 2)
     store = RecoveryStore.open(db_dir)
-    with pytest.raises(pt.RecoveryError, match="call start_execution first"):
+    with pytest.raises(errors.RecoveryError, match="call start_execution first"):
         commit(store, 1)
-    with pytest.raises(pt.RecoveryError, match="call start_execution first"):
+    with pytest.raises(errors.RecoveryError, match="call start_execution first"):
         store.compact(0)
     for bad in (0, -1, True):
         with pytest.raises(ValueError, match="worker_count must be >= 1"):
             store.start_execution(bad)
     store.start_execution(2)
-    with pytest.raises(pt.RecoveryError, match="already"):
+    with pytest.raises(errors.RecoveryError, match="already"):
         store.start_execution(2)
     with pytest.raises(ValueError, match=r"worker index 2 out of range\(2\)"):
         commit(store, 1, workers=(0, 2))
@@ -701,14 +708,14 @@ def test_misuse_is_reported(tmp_path: Path) -> None:
         lambda: store.compact(0),
         lambda: list(store.load_changes(2)),
     ):
-        with pytest.raises(pt.RecoveryError, match="is closed"):
+        with pytest.raises(errors.RecoveryError, match="is closed"):
             call()
     with RecoveryStore.open(db_dir) as store:
         store.start_execution(1)
         with pytest.raises(ValueError, match="cannot commit epoch 1: this execution resumed at 2"):
             commit(store, 1)
     with RecoveryStore.inspect(db_dir) as looking:
-        with pytest.raises(pt.RecoveryError, match="opened read-only"):
+        with pytest.raises(errors.RecoveryError, match="opened read-only"):
             looking.start_execution(1)
         assert looking.plan().epoch == 2
 
@@ -716,7 +723,7 @@ def test_misuse_is_reported(tmp_path: Path) -> None:
 def test_plan_on_a_closed_store_says_it_is_closed(tmp_path: Path) -> None:
     store = RecoveryStore.open(new_store(tmp_path, 1))
     store.close()
-    with pytest.raises(pt.RecoveryError, match="is closed"):
+    with pytest.raises(errors.RecoveryError, match="is closed"):
         store.plan()
 
 
@@ -755,11 +762,11 @@ def test_crash_while_starting_an_execution(
 
         def writing(part: Any, what: str) -> Any:
             if part.index == 1:
-                raise pt.StoreWriteError("disk gone")
+                raise errors.StoreWriteError("disk gone")
             return real_writing(part, what)
 
         monkeypatch.setattr(store, "_writing", writing)
-        with pytest.raises(pt.StoreWriteError):
+        with pytest.raises(errors.StoreWriteError):
             store.start_execution(3)  # recorded in partition 0 only
     assert [e.execution for e in read_status(db_dir).executions] == [0, 1]
     with RecoveryStore.open(db_dir) as store:
@@ -825,7 +832,7 @@ def test_failed_commit_names_the_store_and_keeps_nothing(tmp_path: Path) -> None
         conn = store._parts[0].conn
         (pages,) = conn.execute("PRAGMA page_count").fetchone()
         conn.execute(f"PRAGMA max_page_count={pages + 1}")
-        with pytest.raises(pt.StoreWriteError) as info:
+        with pytest.raises(errors.StoreWriteError) as info:
             commit(store, 2, {0: sets("s", {f"k{i}": "x" * 1000 for i in range(50)})})
         assert str(info.value).startswith(
             f"cannot write the recovery store {db_dir} (part-0.sqlite3) while committing epoch 2"
@@ -1174,7 +1181,7 @@ def test_backups_outside_the_window_are_refused(tmp_path: Path) -> None:
     assert plan.epoch == 3 and plan.problem is not None
     assert "part-0.sqlite3 can only resume from epoch 3" in plan.problem
     assert "part-1.sqlite3 up to epoch" in plan.problem and "same backup" in plan.problem
-    with pytest.raises(pt.InconsistentPartitionsError) as info:
+    with pytest.raises(errors.InconsistentPartitionsError) as info:
         RecoveryStore.open(restored)
     assert str(info.value) == plan.problem
     assert files_of(restored) == before  # refused before writing
@@ -1192,7 +1199,7 @@ def test_unresumable_message_names_many_partitions_briefly(tmp_path: Path) -> No
             for index in range(6):
                 compact_now(store, index)
     shutil.copyfile(old / "part-5.sqlite3", db_dir / "part-5.sqlite3")
-    with pytest.raises(pt.InconsistentPartitionsError) as info:
+    with pytest.raises(errors.InconsistentPartitionsError) as info:
         RecoveryStore.open(db_dir)
     assert "part-2.sqlite3 up to epoch 3 and 2 more)" in str(info.value)
 
@@ -1224,7 +1231,7 @@ def test_inspect_never_writes(tmp_path: Path) -> None:
     with RecoveryStore.inspect(db_dir) as looking:
         assert looking.plan().epoch == 2
         assert load_resume(looking, 2) == {"s": {"k0": "v"}}
-        with pytest.raises(pt.RecoveryError, match="read-only"):
+        with pytest.raises(errors.RecoveryError, match="read-only"):
             looking.start_execution(1)
     assert read_status(db_dir).resume_epoch == 2
     assert files_of(db_dir) == before
@@ -1299,15 +1306,15 @@ def test_committer_raises_a_writer_failure(tmp_path: Path, monkeypatch: pytest.M
             committer.wait()
 
             def failing(*args: Any, **kwargs: Any) -> None:
-                raise pt.StoreWriteError(f"cannot write the recovery store {db_dir}: boom")
+                raise errors.StoreWriteError(f"cannot write the recovery store {db_dir}: boom")
 
             monkeypatch.setattr(store, "commit", failing)
             committer.commit(2, [sets("s", {"k": 2})], last=False)
-            with pytest.raises(pt.StoreWriteError, match=f"recovery store {db_dir}: boom"):
+            with pytest.raises(errors.StoreWriteError, match=f"recovery store {db_dir}: boom"):
                 committer.wait()
             committer.commit(3, [sets("s", {"k": 3})], last=False)
             # the next boundary raises a failure too
-            with pytest.raises(pt.StoreWriteError, match="boom"):
+            with pytest.raises(errors.StoreWriteError, match="boom"):
                 committer.commit(4, [sets("s", {"k": 4})], last=True)
         finally:
             committer.close()  # drops the error of the write in flight
@@ -1329,7 +1336,7 @@ def test_committer_reports_a_full_disk(tmp_path: Path) -> None:
             big = {f"k{2 * i + 1}": "z" * 2000 for i in range(20)}
             committer.commit(2, per_part(2, {0: sets("s", {"k0": 2}), 1: sets("s", big)}),
                              last=False)
-            with pytest.raises(pt.StoreWriteError) as info:
+            with pytest.raises(errors.StoreWriteError) as info:
                 committer.wait()
         finally:
             committer.close()
@@ -1352,7 +1359,7 @@ def test_resume_is_right_while_the_start_compaction_runs(
     from datetime import timedelta
 
     import fastflow.operators as op
-    from fastflow._engine import snapshot
+    from fastflow._runtime import snapshot
     from fastflow.dataflow import Dataflow
     from fastflow.recovery import RecoveryConfig
     from fastflow.testing import TestingSink, TestingSource, run_main

@@ -18,10 +18,11 @@ from _stores import change_sets, stored_state
 
 import fastflow.operators as op
 from fastflow._cext.codec import encode_changes
-from fastflow._engine.fastpaths import ExpiringBuilder, MapSpec
-from fastflow._engine.nodes import stateful_node
-from fastflow._engine.status import read_status
-from fastflow._engine.ttl import Expiry, Timed, plain
+from fastflow._contracts import ExpiringBuilder, MapSpec
+from fastflow._engine.ttl import Timed
+from fastflow._runtime.nodes import stateful_node
+from fastflow._runtime.ttl import Expiry, plain
+from fastflow._store_tools.status import read_status
 from fastflow.dataflow import Dataflow
 from fastflow.operators import StatefulLogic
 from fastflow.operators._logic import ItemsAsBatch

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from fastflow._engine import upgrade
-from fastflow._engine.partitions import SCHEMA_VERSION, DirLock
+from fastflow._store.partitions import SCHEMA_VERSION, DirLock
+from fastflow._store_tools import upgrade
 from fastflow.recovery import FormatVersionError, RecoveryConfig, StoreLockedError
 from fastflow.testing import run_main
 

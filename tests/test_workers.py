@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import fastflow.operators as op
 import fastflow.operators.windowing as win
 from fastflow._cext.routing import stable_hash
-from fastflow._engine.store import RecoveryStore
+from fastflow._store.store import RecoveryStore
 from fastflow.dataflow import Dataflow, Stream
 from fastflow.inputs import (
     AbortExecution,

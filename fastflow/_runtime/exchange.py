@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fastflow._engine.nodes import End, Node, Push
-from fastflow._engine.wire import Link
+from fastflow._runtime.distributed.wire import Link
+from fastflow._runtime.nodes import End, Node, Push
 
 Split = Callable[[list[Any]], list[list[Any]]]
 

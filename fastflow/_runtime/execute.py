@@ -12,14 +12,14 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
-from fastflow._engine.cluster import run_processes
-from fastflow._engine.committer import EpochCommitter
-from fastflow._engine.plan import CoreStep, flatten
-from fastflow._engine.snapshot import Recorded, encode_epoch, load_resume
-from fastflow._engine.store import RecoveryStore
-from fastflow._engine.worker import LocalPacer, Workers
+from fastflow._runtime.distributed.processes import run_processes
+from fastflow._runtime.plan import CoreStep, flatten
+from fastflow._runtime.snapshot import Recorded, encode_epoch, load_resume
+from fastflow._runtime.worker import LocalPacer, Workers
+from fastflow._store.committer import EpochCommitter
+from fastflow._store.config import RecoveryConfig
+from fastflow._store.store import RecoveryStore
 from fastflow.dataflow import Dataflow
-from fastflow.recovery import RecoveryConfig
 
 DEFAULT_EPOCH_INTERVAL = timedelta(seconds=10)
 
@@ -83,6 +83,21 @@ def run_flow(
             committer.close()
 
 
+def check_one_process(addresses: list[str], proc_id: int) -> None:
+    """Refuse a Bytewax-style cluster of several processes (``cluster_main``'s arguments).
+
+    Only a one-process cluster is supported: ``addresses`` of at most one entry, ``proc_id`` 0.
+    """
+    if len(addresses) > 1:
+        raise NotImplementedError(
+            f"cluster_main runs one process; got {len(addresses)} addresses. For several "
+            "processes use fastflow.run.cli_main(flow, processes=N) (`fastflow run -p N`), "
+            "and for several machines `fastflow run --ray` (docs/distributed.md)"
+        )
+    if proc_id != 0:
+        raise ValueError(f"proc_id must be 0 in a one-process cluster; got {proc_id}")
+
+
 def _backup_epochs(recovery_config: RecoveryConfig, interval: timedelta) -> int:
     """The backup window in epochs; with a zero interval every round is an epoch of 1 µs."""
     backup = recovery_config.backup_interval or timedelta(0)
@@ -97,7 +112,7 @@ def _run_on_ray(
     recovery_config: RecoveryConfig | None,
     options: RayOptions,
 ) -> None:
-    from fastflow._engine.ray_cluster import run_on_ray
+    from fastflow._runtime.distributed.ray_actors import run_on_ray
 
     open_store = None
     backup_epochs = 0

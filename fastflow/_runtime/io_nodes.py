@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from fastflow._cext.routing import check_keyed
-from fastflow._engine.nodes import Changes, Clock, End, Node, Push, call_user, user_error
+from fastflow._runtime.nodes import Changes, Clock, End, Node, Push, call_user, user_error
 from fastflow.inputs import (
     AbortExecution,
     DynamicSource,

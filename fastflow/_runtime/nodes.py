@@ -20,8 +20,8 @@ from typing import Any, NoReturn
 from fastflow._cext import state
 from fastflow._cext.ops import branch_items
 from fastflow._cext.routing import RoutingError
-from fastflow._engine.fastpaths import ExpiringBuilder, FoldSpec, MapSpec
-from fastflow._engine.ttl import Expiry, keys_of, plain
+from fastflow._contracts import ExpiringBuilder, FoldSpec, MapSpec
+from fastflow._runtime.ttl import Expiry, keys_of, plain
 from fastflow.errors import FastflowRuntimeError
 
 Push = Callable[[list[Any]], None]

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 from fastflow._cext.codec import UnencodableError, decode_changes, encode_changes
 from fastflow._cext.routing import split_dict
-from fastflow._engine.partitions import InconsistentPartitionsError
-from fastflow._engine.store import CHUNK_KEYS, ChangeSet, RecoveryStore
+from fastflow._store.errors import InconsistentPartitionsError
+from fastflow._store.store import CHUNK_KEYS, ChangeSet, RecoveryStore
 from fastflow.errors import FastflowRuntimeError
 
 Resume = dict[str, dict[str, Any]]

@@ -31,34 +31,11 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Container, Iterable
-from dataclasses import dataclass
 from datetime import timedelta
 from operator import itemgetter
 from typing import Any
 
-
-@dataclass
-class Timed:
-    """A TTL step's snapshot of one key: its state and when an item last updated it.
-
-    Part of the on-disk format (by module path and field names): do not rename or move.
-    """
-
-    updated_at: float
-    """Unix time (seconds) of the end of the epoch of the key's last item."""
-    state: Any
-
-
-def check_ttl(step_id: str, ttl: Any) -> timedelta | None:
-    """Return ``ttl`` if it is ``None`` or a positive ``timedelta``; refuse anything else."""
-    if ttl is None:
-        return None
-    if not isinstance(ttl, timedelta):
-        raise TypeError(f"ttl of step {step_id!r} must be a datetime.timedelta or None; got "
-                        f"{type(ttl).__name__}")
-    if ttl <= timedelta(0):
-        raise ValueError(f"ttl of step {step_id!r} must be positive; got {ttl}")
-    return ttl
+from fastflow._engine.ttl import Timed
 
 
 def plain(states: dict[str, Any]) -> dict[str, Any]:

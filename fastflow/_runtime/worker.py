@@ -21,9 +21,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from fastflow._cext.routing import split_by_worker, split_dict
-from fastflow._engine.exchange import Exchange, RoundRobin, Split, fan_out, local, nothing
-from fastflow._engine.io import InputNode, OutputNode, RoutedOutputNode, output_node
-from fastflow._engine.nodes import (
+from fastflow._runtime.exchange import Exchange, RoundRobin, Split, fan_out, local, nothing
+from fastflow._runtime.io_nodes import InputNode, OutputNode, RoutedOutputNode, output_node
+from fastflow._runtime.nodes import (
     BranchNode,
     Clock,
     End,
@@ -35,8 +35,8 @@ from fastflow._engine.nodes import (
     StatefulNode,
     stateful_node,
 )
-from fastflow._engine.plan import CoreStep
-from fastflow._engine.snapshot import Recorded, Resume
+from fastflow._runtime.plan import CoreStep
+from fastflow._runtime.snapshot import Recorded, Resume
 from fastflow.inputs import AbortExecution
 
 # How long to wait before polling again a partition that returned nothing

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from fastflow._engine.store import ChangeSet, RecoveryStore
+from fastflow._store.store import ChangeSet, RecoveryStore
 
 
 class EpochCommitter:

@@ -50,6 +50,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from fastflow._store.errors import (
+    CorruptPartitionError,
+    FormatVersionError,
+    InconsistentPartitionsError,
+    MissingPartitionsError,
+    NoPartitionsError,
+    PartitionsExistError,
+    RecoveryError,
+    StoreLockedError,
+    StoreNotWritableError,
+)
+
 __all__ = [
     "APPLICATION_ID",
     "SCHEMA_VERSION",
@@ -96,46 +108,6 @@ _SCHEMA = (
     " PRIMARY KEY (execution, worker_index))",
     CHANGESETS_TABLE,
 )
-
-
-class RecoveryError(Exception):
-    """Base: the recovery store cannot be used as asked."""
-
-
-class NoPartitionsError(RecoveryError, FileNotFoundError):
-    """The recovery directory is missing or holds no ``part-*.sqlite3``: never a fresh start."""
-
-
-class MissingPartitionsError(RecoveryError, FileNotFoundError):
-    """Some partitions of the set are absent, so some keys' state would be lost."""
-
-
-class InconsistentPartitionsError(RecoveryError, ValueError):
-    """Partitions come from different inits or points in time; no consistent resume exists."""
-
-
-class CorruptPartitionError(RecoveryError, ValueError):
-    """A partition file is not a readable fastflow partition; the file is left untouched."""
-
-
-class StoreLockedError(RecoveryError, RuntimeError):
-    """Another execution holds the recovery directory; two writers would corrupt the resume."""
-
-
-class PartitionsExistError(RecoveryError, FileExistsError):
-    """``init_db_dir`` would overwrite existing partitions (their state) without ``force``."""
-
-
-class FormatVersionError(RecoveryError, ValueError):
-    """The partitions are in another format: an older one to upgrade, or a newer fastflow's."""
-
-
-class StoreNotWritableError(RecoveryError, PermissionError):
-    """The user running the flow cannot write the recovery directory or its partitions."""
-
-
-class StoreWriteError(RecoveryError, OSError):
-    """Committing an epoch failed (disk full, I/O error); the last committed epoch stands."""
 
 
 @dataclass(frozen=True)

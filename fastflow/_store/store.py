@@ -39,13 +39,11 @@ from typing import NamedTuple
 
 import orjson
 
-from fastflow._engine.partitions import (
+from fastflow._store.errors import InconsistentPartitionsError, RecoveryError, StoreWriteError
+from fastflow._store.partitions import (
     SCHEMA_VERSION,
     DirLock,
-    InconsistentPartitionsError,
     PartitionMeta,
-    RecoveryError,
-    StoreWriteError,
     check_set,
     check_versions,
     check_writable,

@@ -28,15 +28,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastflow._engine.partitions import (
-    InconsistentPartitionsError,
-    PartitionsExistError,
-    RecoveryError,
-    connect_ro,
-    fsync_dir,
-    names,
-)
-from fastflow._engine.store import RecoveryStore
+from fastflow._store.errors import InconsistentPartitionsError, PartitionsExistError, RecoveryError
+from fastflow._store.partitions import connect_ro, fsync_dir, names
+from fastflow._store.store import RecoveryStore
 
 ATTEMPTS = 3
 """Copies taken before giving up on a store whose partitions move too fast to copy together."""

@@ -24,18 +24,15 @@ from typing import Any
 import orjson
 
 from fastflow._cext.codec import decode
-from fastflow._engine.export import partition_of, step_ids
-from fastflow._engine.partitions import RecoveryError, names
-from fastflow._engine.store import CHUNK_KEYS, ChangeSet, RecoveryStore
+from fastflow._store.errors import BadImportError
+from fastflow._store.partitions import names
+from fastflow._store.reader import partition_of, step_ids
+from fastflow._store.store import CHUNK_KEYS, ChangeSet, RecoveryStore
 
 Edits = dict[str, dict[str, bytes | None]]
 """Step id -> key -> new state as typed JSON bytes (``None``: delete the key)."""
 
 _MEMBERS = ("step", "key", "state")
-
-
-class BadImportError(RecoveryError, ValueError):
-    """A line of the import file is not a valid state line; nothing was written."""
 
 
 @dataclass(frozen=True)

@@ -34,21 +34,20 @@ from pathlib import Path
 import orjson
 
 from fastflow._cext.routing import split_dict
-from fastflow._engine.export import live_states
-from fastflow._engine.partitions import (
+from fastflow._store.errors import InconsistentPartitionsError, RecoveryError
+from fastflow._store.partitions import (
     PART_RE,
     SIDE_FILES,
     DirLock,
-    InconsistentPartitionsError,
-    RecoveryError,
     check_writable,
     find_parts,
     fsync_dir,
     init_db_dir,
     names,
 )
-from fastflow._engine.state_edit import change_sets
-from fastflow._engine.store import Execution, RecoveryStore
+from fastflow._store.reader import live_states
+from fastflow._store.store import Execution, RecoveryStore
+from fastflow._store_tools.import_state import change_sets
 
 _STORE_FILE = re.compile(f"{PART_RE.pattern}({'|'.join(SIDE_FILES)})?")
 """A partition file or one of SQLite's files beside it: what a store directory may hold."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from fastflow._engine.store import Execution, RecoveryStore
+from fastflow._store.store import Execution, RecoveryStore
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import orjson
 
-from fastflow._engine.partitions import (
+from fastflow._store.errors import InconsistentPartitionsError
+from fastflow._store.partitions import (
     CHANGESETS_TABLE,
     SCHEMA_VERSION,
     DirLock,
-    InconsistentPartitionsError,
     check_set,
     check_versions,
     check_writable,
@@ -29,7 +29,7 @@ from fastflow._engine.partitions import (
     read_meta,
     transaction,
 )
-from fastflow._engine.store import CHUNK_KEYS, RecoveryStore
+from fastflow._store.store import CHUNK_KEYS, RecoveryStore
 
 _NEWEST_SNAPSHOTS_SQL = (
     "SELECT step_id, state_key, blob FROM snapshots WHERE epoch < ?"

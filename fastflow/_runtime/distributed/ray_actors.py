@@ -35,11 +35,13 @@ from types import ModuleType
 from typing import Any
 
 from fastflow._cext.routing import split_dict
-from fastflow._engine import wire
-from fastflow._engine.cluster import ProcessFailed, run_group, serve
-from fastflow._engine.plan import CoreStep
-from fastflow._engine.snapshot import Resume
-from fastflow._engine.store import RecoveryStore
+from fastflow._runtime.distributed import wire
+from fastflow._runtime.distributed.coordinator import run_group
+from fastflow._runtime.distributed.processes import serve
+from fastflow._runtime.plan import CoreStep
+from fastflow._runtime.snapshot import Resume
+from fastflow._store.store import RecoveryStore
+from fastflow.errors import ProcessFailed, RayUnavailable
 
 _INDEX = struct.Struct("<I")
 _IMPORT_HINT = (
@@ -47,10 +49,6 @@ _IMPORT_HINT = (
     "directory with Ray's runtime_env (docs/distributed.md)"
 )
 _CONNECT_SECONDS = 60.0
-
-
-class RayUnavailable(RuntimeError):
-    """``--ray`` cannot run here: Ray is missing, unreachable, or too small for the run."""
 
 
 def _ray() -> ModuleType:
@@ -331,7 +329,7 @@ def _register_user_modules(ray: ModuleType) -> None:
     or a module only on ``--python-path``, would not import on another node.
     """
     roots = {os.path.realpath(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}}
-    package = os.path.realpath(os.path.dirname(os.path.dirname(__file__)))
+    package = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))  # fastflow/
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
         if not path or module.__name__ == "__main__":
