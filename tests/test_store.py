@@ -32,8 +32,9 @@ from fastflow._cext.codec import encode_changes
 from fastflow._runtime.snapshot import load_resume, read_state
 from fastflow._store import partitions as pt
 from fastflow._store import store as st
+from fastflow._store.changesets import ChangeSet
 from fastflow._store.committer import EpochCommitter
-from fastflow._store.store import ChangeSet, RecoveryStore
+from fastflow._store.store import RecoveryStore
 from fastflow._store_tools.status import format_status, read_status
 
 
@@ -564,7 +565,8 @@ CHILD = """
 import sys, time
 from fastflow._cext.codec import encode_changes
 from fastflow.errors import StoreLockedError
-from fastflow._store.store import ChangeSet, RecoveryStore
+from fastflow._store.changesets import ChangeSet
+from fastflow._store.store import RecoveryStore
 
 if sys.argv[1] == "try":
     try:
@@ -614,7 +616,7 @@ def test_lock_across_processes_and_sigkill(tmp_path: Path) -> None:
     assert child.returncode == -signal.SIGKILL
     assert (db_dir / "part-0.sqlite3-wal").exists()  # killed: never checkpointed
     with RecoveryStore.open(db_dir) as store:  # the kernel dropped the dead process's lock
-        assert store.start_execution(1) == st.ResumeFrom(execution=1, epoch=4)
+        assert store.start_execution(1) == st.ExecutionStart(execution=1, epoch=4)
         assert load_resume(store, 4) == {"s": {f"k{i}": 3 for i in range(50)}}
         assert load_resume(store, 3) == {"s": {f"k{i}": 2 for i in range(50)}}
 
@@ -636,10 +638,10 @@ def test_fresh_store_resumes_at_epoch_one(tmp_path: Path) -> None:
         assert store.part_count == 2
         assert store.paths == [db_dir / "part-0.sqlite3", db_dir / "part-1.sqlite3"]
         assert store.db_dir == db_dir
-        assert store.plan() == st.Plan(execution=0, epoch=1, frontiers=(), problem=None)
+        assert store.plan() == st.ResumePlan(execution=0, epoch=1, frontiers=(), problem=None)
         assert store.executions() == []
-        assert store.start_execution(2) == st.ResumeFrom(execution=0, epoch=1)
-        assert store.plan() == st.Plan(execution=1, epoch=1, frontiers=(1, 1), problem=None)
+        assert store.start_execution(2) == st.ExecutionStart(execution=0, epoch=1)
+        assert store.plan() == st.ResumePlan(execution=1, epoch=1, frontiers=(1, 1), problem=None)
         assert list(store.load_changes(1)) == [] and load_resume(store, 1) == {}
         [execution] = store.executions()
         assert (execution.execution, execution.worker_count, execution.resume_epoch) == (0, 2, 1)
@@ -658,16 +660,16 @@ def test_resume_epoch_is_the_min_frontier_of_the_last_execution(tmp_path: Path) 
         assert store.plan().frontiers == (4, 3)
         assert rows(db_dir / "part-0.sqlite3")[-1][:2] == (3, "delta")
     with RecoveryStore.open(db_dir) as store:
-        assert store.plan() == st.Plan(execution=1, epoch=3, frontiers=(4, 3), problem=None)
-        assert store.start_execution(2) == st.ResumeFrom(execution=1, epoch=3)
+        assert store.plan() == st.ResumePlan(execution=1, epoch=3, frontiers=(4, 3), problem=None)
+        assert store.start_execution(2) == st.ExecutionStart(execution=1, epoch=3)
         # epoch 3 of worker 0 is past the cut: deleted, so it is replayed, not doubled
         assert [r[0] for r in rows(db_dir / "part-0.sqlite3")] == [1, 2]
         assert load_resume(store, 99) == {"s": {"k0": "a2", "k1": "b2"}}
     with RecoveryStore.open(db_dir) as store:  # an execution that commits nothing
-        assert store.start_execution(1) == st.ResumeFrom(execution=2, epoch=3)
+        assert store.start_execution(1) == st.ExecutionStart(execution=2, epoch=3)
         commit(store, 3, {2: sets("s", {"k2": "c3"})})
     with RecoveryStore.open(db_dir) as store:  # fewer workers then: only the last one counts
-        assert store.start_execution(4) == st.ResumeFrom(execution=3, epoch=4)
+        assert store.start_execution(4) == st.ExecutionStart(execution=3, epoch=4)
         assert load_resume(store, 4) == {"s": {"k0": "a2", "k1": "b2", "k2": "c3"}}
     with RecoveryStore.inspect(db_dir) as store:
         assert [(e.execution, e.worker_count, e.resume_epoch) for e in store.executions()] == [
@@ -736,7 +738,7 @@ def test_crash_between_partition_commits(tmp_path: Path) -> None:
         store._commit_partition(store._parts[0], 2, [0], sets("s", {"k0": "two"}), None)
         assert [r[:2] for r in rows(db_dir / "part-0.sqlite3")] == [(1, "base"), (2, "delta")]
     with RecoveryStore.inspect(db_dir) as looking:
-        assert looking.plan() == st.Plan(execution=1, epoch=2, frontiers=(2,), problem=None)
+        assert looking.plan() == st.ResumePlan(execution=1, epoch=2, frontiers=(2,), problem=None)
     one = {"s": {"k0": "one", "k1": "one", "k2": "one"}}
     assert read_state(db_dir) == one  # the half-commit is not read
     with RecoveryStore.open(db_dir) as store:
@@ -770,8 +772,10 @@ def test_crash_while_starting_an_execution(
             store.start_execution(3)  # recorded in partition 0 only
     assert [e.execution for e in read_status(db_dir).executions] == [0, 1]
     with RecoveryStore.open(db_dir) as store:
-        assert store.plan() == st.Plan(execution=2, epoch=2, frontiers=(2, 2, 2), problem=None)
-        assert store.start_execution(1) == st.ResumeFrom(execution=2, epoch=2)
+        assert store.plan() == st.ResumePlan(
+            execution=2, epoch=2, frontiers=(2, 2, 2), problem=None
+        )
+        assert store.start_execution(1) == st.ExecutionStart(execution=2, epoch=2)
         assert [r[0] for r in rows(db_dir / "part-1.sqlite3")] == [1]  # epoch 2 dropped
         assert load_resume(store, 2) == {"s": {"k0": 1, "k1": 1}}
 

@@ -15,11 +15,11 @@ from typing import Any, Protocol
 
 from fastflow._cext.codec import UnencodableError, decode_changes, encode_changes
 from fastflow._cext.routing import split_dict
-from fastflow._store.errors import InconsistentPartitionsError
-from fastflow._store.store import CHUNK_KEYS, ChangeSet, RecoveryStore
+from fastflow._store.changesets import ChangeSet, merge_change_set
+from fastflow._store.store import CHUNK_KEYS, RecoveryStore
 from fastflow.errors import FastflowRuntimeError
 
-Resume = dict[str, dict[str, Any]]
+ResumeState = dict[str, dict[str, Any]]
 """Step id -> state key -> state (for sources and sinks, partition key -> snapshot)."""
 
 
@@ -62,25 +62,16 @@ def encode_epoch(
     return changes
 
 
-def load_resume(store: RecoveryStore, epoch: int) -> Resume:
+def load_resume(store: RecoveryStore, epoch: int) -> ResumeState:
     """Every step's state as of the end of epoch ``epoch - 1``, decoded."""
-    resume: Resume = {}
+    resume: ResumeState = {}
     for step_id, blob in store.load_changes(epoch):
         sets, deleted = decode_changes(blob)
-        states = resume.get(step_id)
-        if states is None:
-            resume[step_id] = states = sets
-        else:
-            states.update(sets)
-        for key in deleted:
-            states.pop(key, None)
+        merge_change_set(resume, step_id, sets, deleted)
     return resume
 
 
-def read_state(db_dir: Path | str) -> Resume:
+def read_state(db_dir: Path | str) -> ResumeState:
     """The state a run on ``db_dir`` would resume with, read without locking or writing."""
     with RecoveryStore.inspect(db_dir) as store:
-        plan = store.plan()
-        if plan.problem is not None:
-            raise InconsistentPartitionsError(plan.problem)
-        return load_resume(store, plan.epoch)
+        return load_resume(store, store.checked_plan().epoch)

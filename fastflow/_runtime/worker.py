@@ -36,7 +36,7 @@ from fastflow._runtime.nodes import (
     stateful_node,
 )
 from fastflow._runtime.plan import CoreStep
-from fastflow._runtime.snapshot import Recorded, Resume
+from fastflow._runtime.snapshot import Recorded, ResumeState
 from fastflow.inputs import AbortExecution
 
 # How long to wait before polling again a partition that returned nothing
@@ -145,7 +145,7 @@ def _edge(
     return lambda _worker: (exchange.emit, exchange.end)
 
 
-def _share(step: CoreStep, resume: Resume, count: int) -> list[dict[str, Any]]:
+def _share(step: CoreStep, resume: ResumeState, count: int) -> list[dict[str, Any]]:
     """Each worker's part of ``step``'s resume state.
 
     Keyed state goes to the worker owning the key (whatever the worker count
@@ -160,7 +160,7 @@ def _share(step: CoreStep, resume: Resume, count: int) -> list[dict[str, Any]]:
 def _build(
     plan: list[CoreStep],
     workers: list[Worker],
-    resume: Resume,
+    resume: ResumeState,
     recording: bool,
     peers: Peers | None = None,
 ) -> None:
@@ -245,7 +245,7 @@ class Workers:
         plan: list[CoreStep],
         worker_count: int,
         epoch: int,
-        resume: Resume,
+        resume: ResumeState,
         recording: bool,
         first: int = 0,
         count: int | None = None,

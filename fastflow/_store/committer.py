@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from fastflow._store.store import ChangeSet, RecoveryStore
+from fastflow._store.changesets import ChangeSet
+from fastflow._store.store import RecoveryStore
 
 
 class EpochCommitter:

@@ -20,7 +20,8 @@ from typing import Any
 import orjson
 
 from fastflow._cext.routing import stable_hash
-from fastflow._store.errors import InconsistentPartitionsError, StateQueryError
+from fastflow._store.changesets import merge_change_set
+from fastflow._store.errors import StateQueryError
 from fastflow._store.partitions import names
 from fastflow._store.store import RecoveryStore
 
@@ -35,9 +36,7 @@ def resume_epoch(store: RecoveryStore, epoch: int | None = None) -> int:
     (older state is collected) and not after the next run's resume epoch (later epochs are
     not committed by every worker in every partition, so their state is not a consistent cut).
     """
-    plan = store.plan()
-    if plan.problem is not None:
-        raise InconsistentPartitionsError(plan.problem)
+    plan = store.checked_plan()
     if epoch is None:
         return plan.epoch
     horizon = max(store.partition_stats(i)[1] for i in range(store.part_count))
@@ -75,10 +74,9 @@ def live_states(
 ) -> Live:
     """Partition ``index``'s live states as of a resume at ``before_epoch``.
 
-    The one merge of change sets behind export, get and repartition: each blob's ``set``
-    overwrites, then its ``del`` removes, in the store's apply order. With ``step_id`` or
-    ``key``, only blobs that can hold them are parsed (a key's JSON string must appear in
-    the blob's bytes), and the result may hold other keys of those blobs.
+    Behind export, get and repartition: each blob merged in the store's apply order.
+    With ``step_id`` or ``key``, only blobs that can hold them are parsed (a key's JSON
+    string must appear in the blob's bytes), and the result may hold other keys of those blobs.
     """
     live: Live = {}
     needle = None if key is None else orjson.dumps(key)
@@ -89,13 +87,7 @@ def live_states(
             ):
                 continue
             changes = orjson.loads(blob)
-            states = live.get(step)
-            if states is None:
-                live[step] = states = changes["set"]
-            else:
-                states.update(changes["set"])
-            for key in changes["del"]:
-                states.pop(key, None)
+            merge_change_set(live, step, changes["set"], changes["del"])
     return live
 
 

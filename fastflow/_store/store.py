@@ -35,10 +35,10 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import orjson
 
+from fastflow._store.changesets import ChangeSet, merge_change_set
 from fastflow._store.errors import InconsistentPartitionsError, RecoveryError, StoreWriteError
 from fastflow._store.partitions import (
     SCHEMA_VERSION,
@@ -63,20 +63,8 @@ CHUNK_KEYS = 65536
 """Most keys in one change-set blob: bounds a blob's size and the memory to read it."""
 
 
-class ChangeSet(NamedTuple):
-    """One blob of a step's changes in a partition, as the engine hands it to ``commit``."""
-
-    step_id: str
-    writer: int
-    """Index of the worker whose keys these are (workers own disjoint keys)."""
-    chunk: int
-    """Number of this blob among the writer's blobs of the step in this epoch."""
-    key_count: int
-    blob: bytes
-
-
 @dataclass(frozen=True)
-class ResumeFrom:
+class ExecutionStart:
     """Where a new execution starts: the engine replays input from ``epoch``."""
 
     execution: int
@@ -86,7 +74,7 @@ class ResumeFrom:
 
 
 @dataclass(frozen=True)
-class Plan:
+class ResumePlan:
     """What a resume now would do, computed from the executions and frontiers alone."""
 
     execution: int
@@ -176,9 +164,7 @@ class RecoveryStore:
         """
         db_dir = Path(db_dir)
         with cls.inspect(db_dir) as looking:
-            problem = looking.plan().problem
-        if problem is not None:
-            raise InconsistentPartitionsError(problem)
+            looking.checked_plan()
         files = find_parts(db_dir)
         check_writable(db_dir, files)
         lock = DirLock(files[0])
@@ -266,7 +252,7 @@ class RecoveryStore:
 
     # Reading.
 
-    def plan(self) -> Plan:
+    def plan(self) -> ResumePlan:
         """Compute what a resume now would do, reading only."""
         self._check_open()
         seen = []  # per partition: (it, last execution, lowest frontier, frontiers)
@@ -302,12 +288,22 @@ class RecoveryStore:
                 + ") already garbage-collected state that resume needs: the partitions come "
                 "from different points in time. Restore all partitions from the same backup"
             )
-        return Plan(
+        return ResumePlan(
             execution=0 if last_execution is None else last_execution + 1,
             epoch=epoch,
             frontiers=tuple(frontiers[w] for w in sorted(frontiers)),
             problem=problem,
         )
+
+    def checked_plan(self) -> ResumePlan:
+        """:meth:`plan`, refusing with ``InconsistentPartitionsError`` a set that cannot resume.
+
+        The one check before anything reads or writes a store's state (runs and tools).
+        """
+        plan = self.plan()
+        if plan.problem is not None:
+            raise InconsistentPartitionsError(plan.problem)
+        return plan
 
     def executions(self) -> list[Execution]:
         """Every execution recorded in any partition, oldest first."""
@@ -356,7 +352,7 @@ class RecoveryStore:
 
     # Writing.
 
-    def start_execution(self, worker_count: int) -> ResumeFrom:
+    def start_execution(self, worker_count: int) -> ExecutionStart:
         """Record a new execution of ``worker_count`` workers and return where it resumes.
 
         Why here: the resume epoch, the cleanup of a crashed half-commit (change sets at or
@@ -368,9 +364,7 @@ class RecoveryStore:
             raise RecoveryError("start_execution was already called on this store")
         if isinstance(worker_count, bool) or operator.index(worker_count) < 1:
             raise ValueError(f"worker_count must be >= 1, got {worker_count!r}")
-        plan = self.plan()
-        if plan.problem is not None:
-            raise InconsistentPartitionsError(plan.problem)
+        plan = self.checked_plan()
         started = now_iso()
         for part in self._parts:
             with self._writing(part, f"starting execution {plan.execution}") as conn:
@@ -386,7 +380,7 @@ class RecoveryStore:
         self._execution = plan.execution
         self._worker_count = worker_count
         self._resume_epoch = plan.epoch
-        return ResumeFrom(execution=plan.execution, epoch=plan.epoch)
+        return ExecutionStart(execution=plan.execution, epoch=plan.epoch)
 
     def commit(
         self,
@@ -501,10 +495,7 @@ class RecoveryStore:
         merged: dict[str, dict[str, object]] = {}
         for _, _, step_id, _, blob in self.changes_to_apply(index, at + 1):
             changes = orjson.loads(blob)
-            live = merged.setdefault(step_id, {})
-            live.update(changes["set"])
-            for key in changes["del"]:
-                live.pop(key, None)
+            merge_change_set(merged, step_id, changes["set"], changes["del"])
         rows = [
             (step_id, chunk, len(keys), _dump_base({k: live[k] for k in keys}))
             for step_id, live in merged.items()

@@ -56,10 +56,8 @@ def backup_store(db_dir: Path | str, dest: Path | str) -> BackedUp:
     """
     db_dir, dest = Path(db_dir), Path(dest)
     with RecoveryStore.inspect(db_dir) as store:
-        problem = store.plan().problem
+        store.checked_plan()
         paths = list(store.paths)
-    if problem is not None:
-        raise InconsistentPartitionsError(problem)
     _check_dest(dest)
     parent = dest.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)

@@ -24,10 +24,11 @@ from typing import Any
 import orjson
 
 from fastflow._cext.codec import decode
+from fastflow._store.changesets import ChangeSet
 from fastflow._store.errors import BadImportError
 from fastflow._store.partitions import names
 from fastflow._store.reader import partition_of, step_ids
-from fastflow._store.store import CHUNK_KEYS, ChangeSet, RecoveryStore
+from fastflow._store.store import CHUNK_KEYS, RecoveryStore
 
 Edits = dict[str, dict[str, bytes | None]]
 """Step id -> key -> new state as typed JSON bytes (``None``: delete the key)."""

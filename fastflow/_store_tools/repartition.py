@@ -34,7 +34,7 @@ from pathlib import Path
 import orjson
 
 from fastflow._cext.routing import split_dict
-from fastflow._store.errors import InconsistentPartitionsError, RecoveryError
+from fastflow._store.errors import RecoveryError
 from fastflow._store.partitions import (
     PART_RE,
     SIDE_FILES,
@@ -111,10 +111,7 @@ def repartition_store(db_dir: Path | str, count: int) -> Repartitioned:
 def _build(db_dir: Path, building: Path, count: int) -> Repartitioned:
     """Fill the empty partitions in ``building`` with the state of ``db_dir``, and check them."""
     with RecoveryStore.inspect(db_dir) as store:
-        plan = store.plan()
-        if plan.problem is not None:
-            raise InconsistentPartitionsError(plan.problem)
-        resume = plan.epoch
+        resume = store.checked_plan().epoch
         history = store.executions()
         conns = [sqlite3.connect(building / f"part-{j}.sqlite3", isolation_level=None)
                  for j in range(count)]

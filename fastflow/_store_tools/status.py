@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from fastflow._store.changesets import merge_change_set
 from fastflow._store.store import Execution, RecoveryStore
 
 
@@ -88,7 +89,7 @@ def read_status(db_dir: Path | str) -> StoreStatus:
         steps: dict[str, list[int]] = {}  # step id -> [live keys, change sets, bytes]
         partitions = []
         for index, path in enumerate(store.paths):
-            live: dict[str, set[str]] = {}
+            live: dict[str, dict[str, None]] = {}  # step id -> its live keys
             base_epoch, deltas = None, 0
             for epoch, kind, step_id, _, blob in store.changes_to_apply(index, plan.epoch):
                 if kind == "base":
@@ -96,9 +97,7 @@ def read_status(db_dir: Path | str) -> StoreStatus:
                 else:
                     deltas += 1
                 changes = orjson.loads(blob)
-                keys = live.setdefault(step_id, set())
-                keys.update(changes["set"])
-                keys.difference_update(changes["del"])
+                merge_change_set(live, step_id, dict.fromkeys(changes["set"]), changes["del"])
             for step_id, keys in live.items():
                 steps.setdefault(step_id, [0, 0, 0])[0] += len(keys)
             total = 0

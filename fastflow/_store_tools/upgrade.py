@@ -17,7 +17,6 @@ from pathlib import Path
 
 import orjson
 
-from fastflow._store.errors import InconsistentPartitionsError
 from fastflow._store.partitions import (
     CHANGESETS_TABLE,
     SCHEMA_VERSION,
@@ -60,9 +59,7 @@ def upgrade_store(db_dir: Path | str) -> Upgrade:
     check_set(db_dir, files, metas)
     old = [index for index, meta in metas.items() if meta.version != SCHEMA_VERSION]
     with RecoveryStore.inspect(db_dir, accepted=(1, SCHEMA_VERSION)) as looking:
-        plan = looking.plan()
-    if plan.problem is not None:
-        raise InconsistentPartitionsError(plan.problem)
+        plan = looking.checked_plan()
     if not old:
         return Upgrade(0, plan.epoch)
     check_writable(db_dir, files)

@@ -20,9 +20,10 @@ from datetime import timedelta
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
-from fastflow._runtime.snapshot import Resume, load_resume
+from fastflow._runtime.snapshot import ResumeState, load_resume
+from fastflow._store.changesets import ChangeSet
 from fastflow._store.committer import EpochCommitter
-from fastflow._store.store import ChangeSet, RecoveryStore
+from fastflow._store.store import RecoveryStore
 from fastflow.errors import ProcessFailed
 
 _FAILURE_POLL_SECONDS = 0.5  # how often the coordinator asks a group without sentinels
@@ -230,7 +231,7 @@ def _merge(per_process: Any) -> list[list[ChangeSet]]:
     return merged
 
 
-StartGroup = Callable[[int, Resume, bool, int], ProcessGroup]
+StartGroup = Callable[[int, ResumeState, bool, int], ProcessGroup]
 """Starts the processes: ``(epoch, resume state, recording, partition count) -> group``."""
 
 

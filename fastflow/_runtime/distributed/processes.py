@@ -44,7 +44,7 @@ from fastflow._runtime.exchange import Countdown, RemoteSlot, port_end
 from fastflow._runtime.io_nodes import InputNode
 from fastflow._runtime.nodes import End, Node, StatefulNode
 from fastflow._runtime.plan import CoreStep
-from fastflow._runtime.snapshot import Resume, encode_epoch
+from fastflow._runtime.snapshot import ResumeState, encode_epoch
 from fastflow._runtime.worker import Workers
 from fastflow._store.store import RecoveryStore
 from fastflow._tracebacks import one_line, user_error, user_traceback
@@ -198,7 +198,7 @@ def serve(
     per_process: int,
     plan: list[CoreStep],
     epoch: int,
-    resume: Resume,
+    resume: ResumeState,
     recording: bool,
     part_count: int,
     control: Connection,
@@ -253,7 +253,7 @@ class ForkedProcesses:
         processes: int,
         per_process: int,
         epoch: int,
-        resume: Resume,
+        resume: ResumeState,
         recording: bool,
         part_count: int,
     ) -> None:
@@ -333,7 +333,7 @@ def run_processes(
 ) -> None:
     """Run ``plan`` on ``processes`` forked processes of ``per_process`` workers each."""
 
-    def fork(epoch: int, resume: Resume, recording: bool, part_count: int) -> ProcessGroup:
+    def fork(epoch: int, resume: ResumeState, recording: bool, part_count: int) -> ProcessGroup:
         return ForkedProcesses(plan, processes, per_process, epoch, resume, recording,
                                part_count)
 

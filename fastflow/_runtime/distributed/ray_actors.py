@@ -39,7 +39,7 @@ from fastflow._runtime.distributed import wire
 from fastflow._runtime.distributed.coordinator import run_group
 from fastflow._runtime.distributed.processes import serve
 from fastflow._runtime.plan import CoreStep
-from fastflow._runtime.snapshot import Resume
+from fastflow._runtime.snapshot import ResumeState
 from fastflow._store.store import RecoveryStore
 from fastflow.errors import ProcessFailed, RayUnavailable
 
@@ -147,7 +147,7 @@ class RayProcess:
         per_process: int,
         plan: list[CoreStep],
         epoch: int,
-        resume: Resume,
+        resume: ResumeState,
         recording: bool,
         part_count: int,
     ) -> bool:
@@ -181,7 +181,7 @@ class RayActors:
         processes: int,
         per_process: int,
         epoch: int,
-        resume: Resume,
+        resume: ResumeState,
         recording: bool,
         part_count: int,
         placement: str,
@@ -307,12 +307,12 @@ def _first_line(error: BaseException) -> str:
 
 
 def _share(
-    plan: list[CoreStep], resume: Resume, process: int, processes: int, per_process: int
-) -> Resume:
+    plan: list[CoreStep], resume: ResumeState, process: int, processes: int, per_process: int
+) -> ResumeState:
     """The part of the resume state an actor needs: its workers' keys, every partition's."""
     stateful = {step.step_id for step in plan if step.kind == "stateful_batch"}
     mine = range(process * per_process, (process + 1) * per_process)
-    share: Resume = {}
+    share: ResumeState = {}
     for step_id, states in resume.items():
         if step_id in stateful:
             by_worker = split_dict(states, processes * per_process)
@@ -402,7 +402,7 @@ def _attempt(
     backup_epochs: int,
     placement: str,
 ) -> None:
-    def start(epoch: int, resume: Resume, recording: bool, part_count: int) -> RayActors:
+    def start(epoch: int, resume: ResumeState, recording: bool, part_count: int) -> RayActors:
         return RayActors(plan, processes, per_process, epoch, resume, recording, part_count,
                          placement)
 
