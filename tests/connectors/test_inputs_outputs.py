@@ -306,7 +306,7 @@ def test_dynamic_source_that_ends_at_once() -> None:
 
 def test_stateless_partition_defaults() -> None:
     # API surface: the base class's default methods, as in Bytewax (what a
-    # None wake time does in a run is checked in test_engine.py).
+    # None wake time does in a run is checked in runtime/test_engine.py).
     part = _Counter([], 0, 1)
     assert part.next_awake() is None
     assert StatelessSourcePartition.close(part) is None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import subprocess
 
-from test_binary import ROOT, Sandbox, binary, pytestmark, sandbox  # noqa: F401 - fixtures
+from _binary import ROOT, Sandbox, binary, pytestmark, sandbox  # noqa: F401 - fixtures
 
 BUILD_PYTHON = ROOT / ".build-venv" / "bin" / "python"
 

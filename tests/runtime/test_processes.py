@@ -16,21 +16,18 @@ import time
 from pathlib import Path
 
 import pytest
+from _processes import (
+    BATCHING_DEPENDENT,
+    FLOWS,
+    expected_sums,
+    last_totals,
+    write_flow,
+)
 from _stores import stored_state
 
 from fastflow.run import cli_main
 
-ROOT = Path(__file__).resolve().parent.parent
-FLOWS = sorted((ROOT / "tests" / "flows").glob("*.py")) + sorted((ROOT / "examples").glob("*.py"))
 FASTFLOW = shutil.which("fastflow", path=str(Path(sys.executable).parent))
-
-# Flows whose output depends on how items are batched or timed, which processes change.
-BATCHING_DEPENDENT = {
-    "stateful_batch_order": "prints each batch a key receives; processes batch differently",
-    "stateful_notify_order": "prints what arrived before a timer fired; that depends on timing",
-    "raising": "its error line names the failed process (tested below)",
-}
-
 
 def fastflow(*args: object, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([FASTFLOW, *map(str, args)], cwd=cwd, capture_output=True, text=True,
@@ -72,71 +69,6 @@ def test_every_flow_gives_the_same_output_on_any_number_of_processes(
         runs[" ".join(args)] = (proc.returncode, sorted(proc.stdout.splitlines()), files)
     assert runs["-p 2"] == runs["-p 1"]
     assert runs["-p 3 -w 2"] == runs["-p 1"]
-
-
-SLOW_KEYED = """
-import time
-import fastflow.operators as op
-from fastflow.connectors.files import FileSink
-from fastflow.dataflow import Dataflow
-from fastflow.inputs import FixedPartitionedSource, StatefulSourcePartition
-
-N, DELAY = {n}, {delay}
-
-
-class Part(StatefulSourcePartition):
-    def __init__(self, index, resume):
-        self.index, self.at = index, resume or 0
-
-    def next_batch(self):
-        if self.at >= N:
-            raise StopIteration()
-        {fail}
-        time.sleep(DELAY)
-        batch = [self.index * 1_000_000 + i for i in range(self.at, min(self.at + 10, N))]
-        self.at += len(batch)
-        return batch
-
-    def snapshot(self):
-        return self.at
-
-
-class Numbers(FixedPartitionedSource):
-    def list_parts(self):
-        return ["0", "1", "2", "3"]
-
-    def build_part(self, step_id, key, resume):
-        return Part(int(key), resume)
-
-
-flow = Dataflow("slow")
-nums = op.input("inp", flow, Numbers())
-sums = op.stateful_map("sum", op.key_on("key", nums, lambda i: f"k{{i % 13}}"),
-                       lambda acc, i: ((acc or 0) + i, (acc or 0) + i))
-op.output("out", op.map("fmt", sums, lambda kv: (kv[0], f"{{kv[0]}} {{kv[1]}}")),
-          FileSink("{out}"))
-"""
-
-
-def expected_sums(n: int) -> dict[str, int]:
-    sums: dict[str, int] = {}
-    for i in (index * 1_000_000 + at for index in range(4) for at in range(n)):
-        sums[f"k{i % 13}"] = sums.get(f"k{i % 13}", 0) + i
-    return sums
-
-
-def write_flow(tmp_path: Path, n: int = 300, delay: float = 0.0, fail: str = "") -> None:
-    (tmp_path / "flow.py").write_text(SLOW_KEYED.format(
-        n=n, delay=delay, fail=fail, out=tmp_path / "sums.out"
-    ))
-
-
-def last_totals(out: Path) -> dict[str, int]:
-    last: dict[str, int] = {}
-    for line in out.read_text().splitlines():
-        key, total = line.split()
-        last[key] = int(total)
-    return last
 
 
 @pytest.mark.parametrize(

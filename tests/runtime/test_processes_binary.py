@@ -1,11 +1,11 @@
 """The standalone binary runs several processes too (`-p N`), under `env -i`.
 
-Reuses test_binary's fixtures: the binary is built once per session, only when stale.
+Reuses the binary fixtures of tests/_binary.py: the binary is built once per session, only when stale.
 """
 
 from __future__ import annotations
 
-from test_binary import Sandbox, binary, pytestmark, sandbox  # noqa: F401 - fixtures
+from _binary import Sandbox, binary, pytestmark, sandbox  # noqa: F401 - fixtures
 
 FLOW = """
 import fastflow.operators as op

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import ray  # noqa: F401 - the extra must be installed, or these tests fail loudly
+from _processes import BATCHING_DEPENDENT, FLOWS, expected_sums, write_flow
 from _stores import stored_state
-from test_processes import BATCHING_DEPENDENT, FLOWS, expected_sums, write_flow
 
 FASTFLOW = shutil.which("fastflow", path=str(Path(sys.executable).parent))
 RAY = shutil.which("ray", path=str(Path(sys.executable).parent))

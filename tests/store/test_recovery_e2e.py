@@ -12,9 +12,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from _paths import ROOT
 from _stores import stored_state
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = ROOT / "examples"
 FASTFLOW = shutil.which("fastflow", path=str(Path(sys.executable).parent))
 
 

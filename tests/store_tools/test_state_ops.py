@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+from _paths import TESTS
 from _stores import stored_state
 
 import fastflow.operators as op
@@ -38,7 +39,6 @@ from fastflow.testing import TestingSink, TestingSource, run_main
 FASTFLOW = shutil.which("fastflow", path=str(Path(sys.executable).parent))
 KEEP = "ops.keep.stateful_batch"
 SUM = "sums.sum.stateful_batch"
-TESTS = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)

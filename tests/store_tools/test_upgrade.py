@@ -14,13 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from _paths import TESTS
 
 from fastflow._store.partitions import SCHEMA_VERSION, DirLock
 from fastflow._store_tools import upgrade
 from fastflow.recovery import FormatVersionError, RecoveryConfig, StoreLockedError
 from fastflow.testing import run_main
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = TESTS / "fixtures"
 FASTFLOW = shutil.which("fastflow", path=str(Path(sys.executable).parent))
 # What fastflow 0.1 printed when it resumed the fixture (checked when the fixture was made).
 RESUMED_OUTPUT = (
