@@ -44,9 +44,9 @@ def test_collect_max_size_one_emits_every_value(run_items: Any) -> None:
     assert out == [("a", [1]), ("b", [2]), ("a", [3])]
 
 
-def test_collect_emits_after_timeout(run_items: Any) -> None:
+def test_collect_emits_after_timeout(run_items_on: Any) -> None:
     # a1, a2 arrive in one batch; the 0.2 s timeout passes during the 1 s pause.
-    out = run_items(
+    out = run_items_on(
         [("a", 1), ("a", 2), PAUSE(timedelta(seconds=1)), ("a", 3)],
         lambda s: op.collect("c", s, timedelta(seconds=0.2), 10),
         batch_size=2,
@@ -89,9 +89,9 @@ def test_notification_time_survives_a_resume(tmp_path: Any) -> None:
     assert outs == [[], [("a", [1]), ("a", [2])]]
 
 
-def test_collect_can_wait_forever(run_items: Any) -> None:
+def test_collect_can_wait_forever(run_items_on: Any) -> None:
     # timedelta.max used to overflow the due time (now + timeout); it saturates instead.
-    out = run_items(
+    out = run_items_on(
         [("a", 1), ("a", 2), ("a", 3)],
         lambda s: op.collect("c", s, timedelta.max, 2),
     )

@@ -89,8 +89,8 @@ def test_join_modes(run_items: Any, insert_mode: str, emit_mode: str) -> None:
     assert out == JOIN_TABLE[(insert_mode, emit_mode)]
 
 
-def test_join_defaults_to_last_and_complete(run_items: Any) -> None:
-    assert run_items(JOIN_ITEMS, _join_left_right()) == JOIN_TABLE[("last", "complete")]
+def test_join_defaults_to_last_and_complete(run_items_on: Any) -> None:
+    assert run_items_on(JOIN_ITEMS, _join_left_right()) == JOIN_TABLE[("last", "complete")]
 
 
 @pytest.mark.parametrize("insert_mode", ["first", "last", "product"])
@@ -100,8 +100,8 @@ def test_join_final_emits_in_key_order(run_items: Any, insert_mode: str) -> None
     assert out == [("a", (1, None)), ("b", (10, None)), ("c", (None, "z"))]
 
 
-def test_join_of_one_side(run_items: Any) -> None:
-    out = run_items([("a", 1), ("a", 2)], lambda s: op.join("j", s))
+def test_join_of_one_side(run_items_on: Any) -> None:
+    out = run_items_on([("a", 1), ("a", 2)], lambda s: op.join("j", s))
     assert out == [("a", (1,)), ("a", (2,))]
 
 

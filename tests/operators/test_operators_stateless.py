@@ -94,27 +94,27 @@ CASE_IDS = [case[0] for case in CASES]
 @pytest.mark.parametrize("batch_size", [1, 2, 100])
 @pytest.mark.parametrize(("name", "build", "items", "expected"), CASES, ids=CASE_IDS)
 def test_operator_on_normal_input(
-    run_items: Any,
+    run_items_on: Any,
     name: str,
     build: Build,
     items: List[Any],
     expected: List[Any],
     batch_size: int,
 ) -> None:
-    assert run_items(items, build, batch_size) == expected
+    assert run_items_on(items, build, batch_size) == expected
 
 
 @pytest.mark.parametrize(("name", "build", "items", "expected"), CASES, ids=CASE_IDS)
 def test_operator_on_empty_input(
-    run_items: Any, name: str, build: Build, items: List[Any], expected: List[Any]
+    run_items_on: Any, name: str, build: Build, items: List[Any], expected: List[Any]
 ) -> None:
-    assert run_items([], build) == []
+    assert run_items_on([], build) == []
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])
 @pytest.mark.parametrize(("name", "build", "items", "expected"), CASES, ids=CASE_IDS)
 def test_operator_stops_at_eof_marker(
-    run_items: Any,
+    run_items_on: Any,
     name: str,
     build: Build,
     items: List[Any],
@@ -122,71 +122,73 @@ def test_operator_stops_at_eof_marker(
     batch_size: int,
 ) -> None:
     # Whatever follows the EOF marker is never read.
-    assert run_items([*items, EOF(), *items], build, batch_size) == expected
+    assert run_items_on([*items, EOF(), *items], build, batch_size) == expected
 
 
 @pytest.mark.parametrize(("name", "build", "items", "expected"), CASES, ids=CASE_IDS)
 def test_operator_on_only_an_eof_marker(
-    run_items: Any, name: str, build: Build, items: List[Any], expected: List[Any]
+    run_items_on: Any, name: str, build: Build, items: List[Any], expected: List[Any]
 ) -> None:
-    assert run_items([EOF(), *items], build) == []
+    assert run_items_on([EOF(), *items], build) == []
 
 
 # Details of single operators.
 
 
-def test_map_keeps_none_results(run_items: Any) -> None:
-    assert run_items([1, 2], lambda s: op.map("m", s, lambda x: None)) == [None, None]
+def test_map_keeps_none_results(run_items_on: Any) -> None:
+    assert run_items_on([1, 2], lambda s: op.map("m", s, lambda x: None)) == [None, None]
 
 
-def test_filter_map_drops_only_none(run_items: Any) -> None:
+def test_filter_map_drops_only_none(run_items_on: Any) -> None:
     items = [0, 1, "", None, False, []]
-    assert run_items(items, lambda s: op.filter_map("fm", s, lambda x: x)) == [0, 1, "", False, []]
+    out = run_items_on(items, lambda s: op.filter_map("fm", s, lambda x: x))
+    assert out == [0, 1, "", False, []]
 
 
-def test_filter_that_keeps_nothing(run_items: Any) -> None:
-    assert run_items([1, 2, 3], lambda s: op.filter("f", s, lambda x: False), 2) == []
+def test_filter_that_keeps_nothing(run_items_on: Any) -> None:
+    assert run_items_on([1, 2, 3], lambda s: op.filter("f", s, lambda x: False), 2) == []
 
 
-def test_flat_map_accepts_any_iterable(run_items: Any) -> None:
+def test_flat_map_accepts_any_iterable(run_items_on: Any) -> None:
     def spread(x: int) -> Any:
         return (x for _ in range(x))
 
-    assert run_items([0, 1, 2], lambda s: op.flat_map("fm", s, spread)) == [1, 2, 2]
+    assert run_items_on([0, 1, 2], lambda s: op.flat_map("fm", s, spread)) == [1, 2, 2]
 
 
-def test_flatten_a_string_gives_its_characters(run_items: Any) -> None:
-    assert run_items(["ab", "c"], lambda s: op.flatten("fl", s)) == ["a", "b", "c"]
+def test_flatten_a_string_gives_its_characters(run_items_on: Any) -> None:
+    assert run_items_on(["ab", "c"], lambda s: op.flatten("fl", s)) == ["a", "b", "c"]
 
 
-def test_flat_map_value_keeps_the_key_for_each_value(run_items: Any) -> None:
+def test_flat_map_value_keeps_the_key_for_each_value(run_items_on: Any) -> None:
     build: Build = lambda s: op.flat_map_value("fmv", s, lambda v: [v, v.upper()])  # noqa: E731
-    assert run_items([("k", "x")], build) == [("k", "x"), ("k", "X")]
+    assert run_items_on([("k", "x")], build) == [("k", "x"), ("k", "X")]
 
 
-def test_key_on_pairs_key_and_item(run_items: Any) -> None:
+def test_key_on_pairs_key_and_item(run_items_on: Any) -> None:
     events = [{"user": "ann", "n": 1}, {"user": "bob", "n": 2}]
     build: Build = lambda s: op.key_on("k", s, lambda e: e["user"])  # noqa: E731
-    assert run_items(events, build) == [("ann", events[0]), ("bob", events[1])]
+    assert run_items_on(events, build) == [("ann", events[0]), ("bob", events[1])]
 
 
-def test_key_on_then_key_rm_round_trips(run_items: Any) -> None:
+def test_key_on_then_key_rm_round_trips(run_items_on: Any) -> None:
     build: Build = lambda s: op.key_rm("kr", op.key_on("k", s, str))  # noqa: E731
-    assert run_items([1, "a", (2,)], build) == [1, "a", (2,)]
+    assert run_items_on([1, "a", (2,)], build) == [1, "a", (2,)]
 
 
-def test_value_operators_accept_any_pair(run_items: Any) -> None:
+def test_value_operators_accept_any_pair(run_items_on: Any) -> None:
     # Like Bytewax: stateless keyed operators only unpack the pair; they
     # neither require a tuple nor a str key.
     items = [["a", 1], (1, 2)]
-    assert run_items(items, lambda s: op.map_value("mv", s, lambda v: v + 1)) == [("a", 2), (1, 3)]
-    assert run_items(items, lambda s: op.key_rm("kr", s)) == [1, 2]
-    assert run_items(items, lambda s: op.filter_value("fv", s, lambda v: v > 1)) == [(1, 2)]
+    out = run_items_on(items, lambda s: op.map_value("mv", s, lambda v: v + 1))
+    assert out == [("a", 2), (1, 3)]
+    assert run_items_on(items, lambda s: op.key_rm("kr", s)) == [1, 2]
+    assert run_items_on(items, lambda s: op.filter_value("fv", s, lambda v: v > 1)) == [(1, 2)]
 
 
-def test_filter_value_passes_the_item_unchanged(run_items: Any) -> None:
+def test_filter_value_passes_the_item_unchanged(run_items_on: Any) -> None:
     items = [["a", 1]]
-    assert run_items(items, lambda s: op.filter_value("fv", s, lambda v: True)) == [["a", 1]]
+    assert run_items_on(items, lambda s: op.filter_value("fv", s, lambda v: True)) == [["a", 1]]
 
 
 def test_redistribute_keeps_order_with_one_worker(run_items: Any) -> None:
@@ -222,15 +224,15 @@ def test_flat_map_batch_batch_is_cut_at_eof(run_items: Any) -> None:
     assert seen == [[1, 2]]
 
 
-def test_flat_map_batch_may_emit_nothing_or_more(run_items: Any) -> None:
+def test_flat_map_batch_may_emit_nothing_or_more(run_items_on: Any) -> None:
     build: Build = lambda s: op.flat_map_batch("fmb", s, lambda xs: xs * len(xs))  # noqa: E731
-    assert run_items([1, 2, 3], build, 2) == [1, 2, 1, 2, 3]
-    assert run_items([1, 2, 3], lambda s: op.flat_map_batch("fmb", s, lambda xs: ()), 2) == []
+    assert run_items_on([1, 2, 3], build, 2) == [1, 2, 1, 2, 3]
+    assert run_items_on([1, 2, 3], lambda s: op.flat_map_batch("fmb", s, lambda xs: ()), 2) == []
 
 
-def test_flat_map_batch_accepts_a_generator(run_items: Any) -> None:
+def test_flat_map_batch_accepts_a_generator(run_items_on: Any) -> None:
     build: Build = lambda s: op.flat_map_batch("fmb", s, lambda xs: (x * 2 for x in xs))  # noqa: E731
-    assert run_items([1, 2, 3], build, 2) == [2, 4, 6]
+    assert run_items_on([1, 2, 3], build, 2) == [2, 4, 6]
 
 
 def test_flat_map_batch_after_filter_gets_the_survivors(run_items: Any) -> None:
@@ -272,18 +274,18 @@ def test_branch_both_ways(items: List[int], trues: List[int], falses: List[int])
     assert (got_t, got_f) == (trues, falses)
 
 
-def test_branch_then_merge_keeps_arrival_order(run_items: Any) -> None:
+def test_branch_then_merge_keeps_arrival_order(run_items_on: Any) -> None:
     def build(s: Stream[int]) -> Stream[Any]:
         both = op.branch("b", s, _is_even)
         t = op.map("t", both.trues, lambda x: ("T", x))
         f = op.map("f", both.falses, lambda x: ("F", x))
         return op.merge("m", t, f)
 
-    assert run_items([1, 2, 3, 4], build) == [("F", 1), ("T", 2), ("F", 3), ("T", 4)]
+    assert run_items_on([1, 2, 3, 4], build) == [("F", 1), ("T", 2), ("F", 3), ("T", 4)]
 
 
-def test_branch_streams_can_be_used_only_on_one_side(run_items: Any) -> None:
-    assert run_items([1, 2, 3], lambda s: op.branch("b", s, _is_even).falses) == [1, 3]
+def test_branch_streams_can_be_used_only_on_one_side(run_items_on: Any) -> None:
+    assert run_items_on([1, 2, 3], lambda s: op.branch("b", s, _is_even).falses) == [1, 3]
 
 
 def test_merge_of_three_sources_interleaves_by_poll() -> None:
@@ -298,14 +300,14 @@ def test_merge_of_three_sources_interleaves_by_poll() -> None:
     assert out == ["a1", "b1", "c1", "a2", "c2", "a3"]
 
 
-def test_merge_of_three_derived_streams(run_items: Any) -> None:
+def test_merge_of_three_derived_streams(run_items_on: Any) -> None:
     def build(s: Stream[int]) -> Stream[Any]:
         ones = op.map("one", s, lambda x: (1, x))
         twos = op.map("two", s, lambda x: (2, x))
         threes = op.filter("three", s, lambda x: x == 3)
         return op.merge("m", ones, twos, threes)
 
-    assert run_items([1, 3], build) == [(1, 1), (2, 1), (1, 3), (2, 3), 3]
+    assert run_items_on([1, 3], build) == [(1, 1), (2, 1), (1, 3), (2, 3), 3]
 
 
 def test_merge_waits_for_every_upstream_to_end() -> None:
@@ -325,9 +327,9 @@ def test_merge_waits_for_every_upstream_to_end() -> None:
     assert out == [("all", 10)]
 
 
-def test_merge_of_one_stream_and_of_a_stream_with_itself(run_items: Any) -> None:
-    assert run_items([1, 2], lambda s: op.merge("m", s)) == [1, 2]
-    assert run_items([1, 2], lambda s: op.merge("m", s, s)) == [1, 1, 2, 2]
+def test_merge_of_one_stream_and_of_a_stream_with_itself(run_items_on: Any) -> None:
+    assert run_items_on([1, 2], lambda s: op.merge("m", s)) == [1, 2]
+    assert run_items_on([1, 2], lambda s: op.merge("m", s, s)) == [1, 1, 2, 2]
 
 
 def test_merge_of_nothing_is_a_type_error() -> None:
@@ -491,9 +493,9 @@ def test_error_in_a_custom_operator_names_the_nested_step(run_items: Any) -> Non
 # Type checks on user return values and on items.
 
 
-def _cause_of(run_items: Any, items: List[Any], build: Build) -> BaseException:
+def _cause_of(run_items_on: Any, items: List[Any], build: Build) -> BaseException:
     with pytest.raises(FastflowRuntimeError) as info:
-        run_items(items, build)
+        run_items_on(items, build)
     assert info.value.__cause__ is not None
     return info.value.__cause__
 
@@ -514,7 +516,7 @@ def test_filter_value_predicate_must_return_a_bool(run_items: Any) -> None:
     assert re.search(r"`predicate` in step 'df\.fv' must be a `bool`; got 1", str(cause))
 
 
-def test_branch_predicate_must_return_a_bool(run_items: Any) -> None:
+def test_branch_predicate_must_return_a_bool(run_items_on: Any) -> None:
     trues, falses, flow = _branch_flow([1], lambda x: x)
     with pytest.raises(FastflowRuntimeError, match=r"step 'df\.b'") as info:
         run_main(flow)

@@ -215,7 +215,7 @@ def test_stateful_batch_gets_a_list_per_key_per_batch(run_items: Any, batch_size
         }
 
 
-def test_callbacks_may_return_any_iterable_and_any_truthy_flag(run_items: Any) -> None:
+def test_callbacks_may_return_any_iterable_and_any_truthy_flag(run_items_on: Any) -> None:
     class Lax(StatefulLogic):
         def __init__(self, resume: Any) -> None:
             self.n = 0
@@ -231,7 +231,7 @@ def test_callbacks_may_return_any_iterable_and_any_truthy_flag(run_items: Any) -
         def snapshot(self) -> int:
             return self.n
 
-    out = run_items([("a", "gen"), ("a", "str"), ("a", 1)], lambda s: op.stateful("st", s, Lax))
+    out = run_items_on([("a", "gen"), ("a", "str"), ("a", 1)], lambda s: op.stateful("st", s, Lax))
     assert out == [("a", "x"), ("a", "y"), ("a", "a"), ("a", "b"), ("a", 1)]
 
 

@@ -31,15 +31,15 @@ def test_stateful_map_gives_none_to_a_new_key(run_items: Any, batch_size: int) -
     assert out == [("a", (None, 1)), ("b", (None, 2)), ("a", (1, 3))]
 
 
-def test_stateful_map_emits_none_values(run_items: Any) -> None:
-    out = run_items(
+def test_stateful_map_emits_none_values(run_items_on: Any) -> None:
+    out = run_items_on(
         [("a", 1), ("a", 2)], lambda s: op.stateful_map("sm", s, lambda st, x: (x, None))
     )
     assert out == [("a", None), ("a", None)]
 
 
-def test_stateful_map_mapper_by_keyword(run_items: Any) -> None:
-    out = run_items([("a", 1), ("a", 2)], lambda s: op.stateful_map("sm", s, mapper=running_sum))
+def test_stateful_map_mapper_by_keyword(run_items_on: Any) -> None:
+    out = run_items_on([("a", 1), ("a", 2)], lambda s: op.stateful_map("sm", s, mapper=running_sum))
     assert out == [("a", (None, 1)), ("a", (1, 2))]
 
 
@@ -66,13 +66,13 @@ def test_stateful_map_none_state_discards_the_key(run_items: Any, batch_size: in
 
 
 @pytest.mark.parametrize("batch_size", BATCH_SIZES)
-def test_stateful_map_tutorial_builder_form(run_items: Any, batch_size: int) -> None:
+def test_stateful_map_tutorial_builder_form(run_items_on: Any, batch_size: int) -> None:
     # The recovery tutorial's `stateful_map(step_id, up, builder, mapper)`.
     def update_sum(running: int, x: int) -> Tuple[int, int]:
         running += x
         return running, running
 
-    out = run_items(
+    out = run_items_on(
         [0, 1, 2],
         lambda s: op.stateful_map(
             "running_count", op.key_on("key", s, lambda _x: "ALL"), lambda: 0, update_sum
@@ -141,8 +141,8 @@ def test_stateful_map_handles_keys_in_arrival_order_within_a_batch(run_items: An
 
 
 @pytest.mark.parametrize("batch_size", BATCH_SIZES)
-def test_stateful_flat_map_emits_every_item(run_items: Any, batch_size: int) -> None:
-    out = run_items(
+def test_stateful_flat_map_emits_every_item(run_items_on: Any, batch_size: int) -> None:
+    out = run_items_on(
         [("a", 1), ("a", 2)],
         lambda s: op.stateful_flat_map("sfm", s, lambda st, x: ((st or 0) + x, [st, x])),
         batch_size,
@@ -185,9 +185,9 @@ def test_mapper_must_return_a_pair(run_items: Any, op_name: str, bad: Any) -> No
     assert repr(bad) in message
 
 
-def test_mapper_may_return_a_list_pair(run_items: Any) -> None:
+def test_mapper_may_return_a_list_pair(run_items_on: Any) -> None:
     # Bytewax unpacks the mapper's result, so a 2-item list works there too.
-    out = run_items(
+    out = run_items_on(
         [("a", 1), ("a", 2)], lambda s: op.stateful_map("x", s, lambda st, v: [v, (st, v)])
     )
     assert out == [("a", (None, 1)), ("a", (1, 2))]
