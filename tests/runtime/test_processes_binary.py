@@ -1,6 +1,6 @@
 """The standalone binary runs several processes too (`-p N`), under `env -i`.
 
-Reuses the binary fixtures of tests/_binary.py: the binary is built once per session, only when stale.
+Reuses the fixtures of tests/_binary.py: the binary is built once per session, when stale.
 """
 
 from __future__ import annotations
