@@ -36,6 +36,8 @@ from fastflow.dataflow import Dataflow
 from fastflow.recovery import RecoveryConfig, init_db_dir
 from fastflow.testing import TestingSink, TestingSource, run_main
 
+# The commands import this module (its dataclasses are states), and it imports the helpers.
+PYTHONPATH = os.pathsep.join([str(Path(__file__).resolve().parent), str(TESTS)])
 FASTFLOW = shutil.which("fastflow", path=str(Path(sys.executable).parent))
 KEEP = "ops.keep.stateful_batch"
 SUM = "sums.sum.stateful_batch"
@@ -83,7 +85,7 @@ STATES: dict[str, Any] = {
 def fastflow(*args: object, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [FASTFLOW, *map(str, args)], cwd=cwd, capture_output=True, timeout=120, input=stdin,
-        text=True, env={**os.environ, "PYTHONPATH": str(TESTS)},
+        text=True, env={**os.environ, "PYTHONPATH": PYTHONPATH},
     )
 
 
