@@ -15,7 +15,7 @@ ENGINES = ("fastflow", "bytewax")
 # Modules an engine imports only on its first run; imported by ``load`` so that no
 # timing counts them (fastflow's first ``run_main`` would otherwise spend ~12 ms
 # importing its runtime; Bytewax's runtime is imported with ``bytewax.testing``).
-_RUNTIME = {"fastflow": ("fastflow._engine.execute",), "bytewax": ()}
+_RUNTIME = {"fastflow": ("fastflow._runtime.execute",), "bytewax": ()}
 
 
 def load(name: str) -> SimpleNamespace:

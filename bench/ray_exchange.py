@@ -1,7 +1,7 @@
 """Batches between two Ray actors: Ray's actor calls against a TCP connection of our own.
 
 Why this exists: ``fastflow run --ray`` had to choose how actors exchange batches
-(``fastflow/_engine/ray_cluster.py``). This measures the candidates on a local Ray
+(``fastflow/_runtime/distributed/ray_actors.py``). This measures the candidates on a local Ray
 instance: 100 batches of 10k ``(str, int)`` pairs from one actor to another, the
 receiver decoding every batch, as items per second of wall time::
 
@@ -23,7 +23,7 @@ import time
 
 import ray
 
-from fastflow._engine.wire import Link
+from fastflow._runtime.distributed.wire import Link
 
 
 @ray.remote(num_cpus=1)

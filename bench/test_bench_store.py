@@ -18,8 +18,8 @@ import pytest
 from engines import load
 from flows import BATCH_SIZE, WORKLOADS
 
-from fastflow._engine.snapshot import encode_epoch
-from fastflow._engine.store import RecoveryStore
+from fastflow._runtime.snapshot import encode_epoch
+from fastflow._store.store import RecoveryStore
 
 pytest.importorskip("pytest_benchmark")
 

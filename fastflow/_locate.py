@@ -111,7 +111,7 @@ def _call_factory(factory: Any, args: list[Any], kwargs: dict[str, Any], where: 
 
 
 def _check_runnable(flow: Any, where: str) -> Dataflow:
-    from fastflow._engine.plan import flatten
+    from fastflow._runtime.plan import flatten
 
     if not isinstance(flow, Dataflow):
         hint = (

@@ -2,7 +2,7 @@
 
 Why a module of its own: the ``fastflow run`` command prints them for an error raised in
 this process, and a worker process of ``-p N`` formats them before sending them to the
-command (``_engine/cluster.py``), so both show the same thing.
+command (``_runtime/distributed/processes.py``), so both show the same thing.
 """
 
 from __future__ import annotations

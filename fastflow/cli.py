@@ -3,8 +3,8 @@
 ``fastflow run`` is :mod:`fastflow.run` and ``fastflow init-recovery`` is
 :mod:`fastflow.recovery` (both also runnable with ``python -m``); this module
 only puts them, and the ``recovery`` commands, under one command. Each
-``recovery`` command is a module of ``fastflow/_engine`` (status, upgrade,
-export, state_edit, repartition, backup); here they only get their arguments,
+``recovery`` command is a module of ``fastflow/_store_tools`` (status, upgrade,
+export, import_state, repartition, backup); here they only get their arguments,
 and their errors become one line on stderr: exit code 2 for bad input or a
 store that cannot be used as asked (nothing was changed), 1 for a failed write.
 """
@@ -44,7 +44,7 @@ class _Version(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, help=help)
 
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
-        from fastflow._engine.partitions import SCHEMA_VERSION  # not paid by other commands
+        from fastflow._store.partitions import SCHEMA_VERSION  # not paid by other commands
 
         print(f"fastflow {fastflow.__version__} (recovery store format {SCHEMA_VERSION})")
         parser.exit()
@@ -201,7 +201,7 @@ def _add_state_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def _recovery_export(args: argparse.Namespace) -> int:
-    from fastflow._engine.export import export_state
+    from fastflow._store_tools import export_state
 
     if args.output is None:
         export_state(args.db_dir, sys.stdout.buffer, step_id=args.step, key=args.key,
@@ -220,7 +220,7 @@ def _recovery_export(args: argparse.Namespace) -> int:
 
 
 def _recovery_import(args: argparse.Namespace) -> int:
-    from fastflow._engine.state_edit import Trust, import_state
+    from fastflow._store_tools import Trust, import_state
 
     trust = Trust(pickles=args.allow_pickle, imports=args.allow_import)
     if args.file == "-":
@@ -240,7 +240,7 @@ def _recovery_import(args: argparse.Namespace) -> int:
 
 
 def _recovery_get(args: argparse.Namespace) -> int:
-    from fastflow._engine.export import get_state
+    from fastflow._store_tools import get_state
 
     state = get_state(args.db_dir, args.step, args.key, args.epoch)
     if state is None:
@@ -253,7 +253,7 @@ def _recovery_get(args: argparse.Namespace) -> int:
 
 
 def _recovery_repartition(args: argparse.Namespace) -> int:
-    from fastflow._engine.repartition import repartition_store
+    from fastflow._store_tools import repartition_store
 
     done = repartition_store(args.db_dir, args.count)
     print(
@@ -264,7 +264,7 @@ def _recovery_repartition(args: argparse.Namespace) -> int:
 
 
 def _recovery_backup(args: argparse.Namespace) -> int:
-    from fastflow._engine.backup import backup_store
+    from fastflow._store_tools import backup_store
 
     done = backup_store(args.db_dir, args.dest)
     print(
@@ -285,7 +285,7 @@ _STATE_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def _state_command(args: argparse.Namespace) -> int:
     """Run a state command; its error becomes one line on stderr and the exit code."""
-    from fastflow._engine.partitions import RecoveryError, StoreWriteError
+    from fastflow.errors import RecoveryError, StoreWriteError
 
     name = f"{PROG} recovery {args.recovery_command}"
     try:
@@ -305,7 +305,7 @@ def _state_command(args: argparse.Namespace) -> int:
 
 def _one_line(ex: BaseException) -> str:
     """A recovery error's message, or an OS error's ``file: reason``."""
-    from fastflow._engine.partitions import RecoveryError
+    from fastflow.errors import RecoveryError
 
     if isinstance(ex, RecoveryError) or not isinstance(ex, OSError):
         return str(ex)
@@ -314,8 +314,8 @@ def _one_line(ex: BaseException) -> str:
 
 
 def _recovery_status(args: argparse.Namespace) -> int:
-    from fastflow._engine.partitions import RecoveryError
-    from fastflow._engine.status import format_status, read_status
+    from fastflow._store_tools import format_status, read_status
+    from fastflow.errors import RecoveryError
 
     try:
         status = read_status(args.db_dir)
@@ -327,8 +327,8 @@ def _recovery_status(args: argparse.Namespace) -> int:
 
 
 def _recovery_upgrade(args: argparse.Namespace) -> int:
-    from fastflow._engine.partitions import SCHEMA_VERSION, RecoveryError
-    from fastflow._engine.upgrade import upgrade_store
+    from fastflow._store_tools import SCHEMA_VERSION, upgrade_store
+    from fastflow.errors import RecoveryError
 
     try:
         done = upgrade_store(args.db_dir)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
-from fastflow._engine.partitions import (
+from fastflow._stdout import guard_stdout
+from fastflow._store.config import RecoveryConfig
+from fastflow._store.partitions import init_db_dir as _init_db_dir
+from fastflow.errors import (
     CorruptPartitionError,
     FormatVersionError,
     InconsistentPartitionsError,
@@ -29,8 +30,6 @@ from fastflow._engine.partitions import (
     StoreNotWritableError,
     StoreWriteError,
 )
-from fastflow._engine.partitions import init_db_dir as _init_db_dir
-from fastflow._stdout import guard_stdout
 
 __all__ = [
     "CorruptPartitionError",
@@ -47,26 +46,6 @@ __all__ = [
     "StoreWriteError",
     "init_db_dir",
 ]
-
-
-@dataclass(frozen=True)
-class RecoveryConfig:
-    """Where a run keeps its recovery partitions, and how long to keep old snapshots.
-
-    ``backup_interval`` (default: none) is how long a superseded snapshot is
-    kept, so that a copy of the partitions taken within that window can still
-    be resumed from. ``trust_store_pickles`` (``fastflow run --trust-store-pickles``)
-    unpickles stored states with plain pickle, which runs whatever code a pickle names:
-    only for a store no one else can have written (docs/recovery.md, "Trust model").
-    """
-
-    db_dir: Path | str
-    backup_interval: timedelta | None = None
-    trust_store_pickles: bool = False
-
-    def __post_init__(self) -> None:
-        if self.backup_interval is not None and self.backup_interval < timedelta(0):
-            raise ValueError("backup_interval must not be negative")
 
 
 def init_db_dir(db_dir: Path | str, count: int, *, force: bool = False) -> list[Path]:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from fastflow._stdout import guard_stdout, report_stdout_closed
 
 if TYPE_CHECKING:  # imported lazily at run time, to keep start-up small
-    from fastflow._engine.execute import RayOptions
+    from fastflow._runtime.execute import RayOptions
     from fastflow.dataflow import Dataflow
     from fastflow.recovery import RecoveryConfig
 
@@ -259,14 +259,18 @@ def _stdout_closed(error: BaseException) -> bool:
 
 
 def _run(args: argparse.Namespace, prog: str) -> int:
-    from fastflow._engine.cluster import ProcessFailed
-    from fastflow._engine.execute import RayOptions
-    from fastflow._engine.process_limit import TooManyProcesses
-    from fastflow._engine.ray_cluster import RayUnavailable
     from fastflow._locate import FlowImportFailed, FlowNotFound, locate_dataflow
+    from fastflow._runtime.execute import RayOptions
     from fastflow._tracebacks import one_line
     from fastflow._tracebacks import user_error as innermost
-    from fastflow.recovery import RecoveryConfig, RecoveryError, StoreWriteError
+    from fastflow.errors import (
+        ProcessFailed,
+        RayUnavailable,
+        RecoveryError,
+        StoreWriteError,
+        TooManyProcesses,
+    )
+    from fastflow.recovery import RecoveryConfig
 
     _apply_env(args)
     if args.ray_address is None and os.environ.get("FASTFLOW_RAY_ADDRESS") is not None:
@@ -352,7 +356,7 @@ def run_command(args: argparse.Namespace, prog: str) -> int:
 def __getattr__(name: str) -> Any:
     """``RayOptions`` is loaded on first use: the engine stays out of ``--help``'s start-up."""
     if name == "RayOptions":
-        from fastflow._engine.execute import RayOptions
+        from fastflow._runtime.execute import RayOptions
 
         return RayOptions
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -377,14 +381,11 @@ def cli_main(
     cluster instead (``fastflow run --ray``). ``addresses`` and ``process_id`` (one call per
     machine, as in Bytewax) support one process only.
     """
-    if addresses or process_id:
-        from fastflow.testing import cluster_main
+    from fastflow._runtime.execute import check_one_process, run_flow
 
-        cluster_main(flow, addresses or [], process_id or 0, epoch_interval=epoch_interval,
-                     recovery_config=recovery_config, worker_count_per_proc=workers_per_process)
-        return
-    from fastflow._engine.execute import run_flow
-
+    if addresses or process_id:  # as cluster_main: one process, so no -p and no --ray
+        check_one_process(addresses or [], process_id or 0)
+        processes, ray = 1, None
     run_flow(flow, epoch_interval=epoch_interval, recovery_config=recovery_config,
              worker_count=workers_per_process, processes=processes, ray=ray)
 

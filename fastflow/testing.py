@@ -312,7 +312,7 @@ def run_main(
     ``epoch_interval`` (default 10 s) is how often state is snapshotted when
     ``recovery_config`` is given.
     """
-    from fastflow._engine.execute import run_flow
+    from fastflow._runtime.execute import run_flow
 
     run_flow(flow, epoch_interval=epoch_interval, recovery_config=recovery_config)
 
@@ -332,16 +332,9 @@ def cluster_main(
     by round. Only a one-process cluster is supported so far: ``addresses``
     of at most one entry, ``proc_id`` 0.
     """
-    if len(addresses) > 1:
-        raise NotImplementedError(
-            f"cluster_main runs one process; got {len(addresses)} addresses. For several "
-            "processes use fastflow.run.cli_main(flow, processes=N) (`fastflow run -p N`), "
-            "and for several machines `fastflow run --ray` (docs/distributed.md)"
-        )
-    if proc_id != 0:
-        raise ValueError(f"proc_id must be 0 in a one-process cluster; got {proc_id}")
-    from fastflow._engine.execute import run_flow
+    from fastflow._runtime.execute import check_one_process, run_flow
 
+    check_one_process(addresses, proc_id)
     run_flow(
         flow,
         epoch_interval=epoch_interval,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, List
 
 import pytest
+from _entry_points import ENTRY_POINTS, EntryPoint, FileSink, collected
 
 import fastflow.operators as op
 from fastflow.dataflow import Dataflow, Stream
@@ -48,3 +49,28 @@ def fastflow_command() -> List[str]:
 # tests/flows/ holds Bytewax flow files run by test_bytewax_parity.py in
 # subprocesses; they import `bytewax`, so pytest must not import them.
 collect_ignore = ["flows"]
+
+
+@pytest.fixture(params=sorted(ENTRY_POINTS))
+def entry_point(request: pytest.FixtureRequest) -> EntryPoint:
+    """Run a flow to the end with one worker, with two workers, and with ``-p 2`` (one each)."""
+    return ENTRY_POINTS[request.param]
+
+
+@pytest.fixture
+def run_items_on(entry_point: EntryPoint, tmp_path: Path) -> Callable[..., List[Any]]:
+    """``run_items`` under every ``entry_point``; the output of worker 0, then of worker 1.
+
+    Use it where the output does not depend on the worker count, or sort it: keyed steps
+    spread keys over the workers, so the order across keys changes.
+    """
+
+    def run(items: Iterable[Any], build: Build, batch_size: int = 1) -> List[Any]:
+        out_dir = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"
+        flow = Dataflow("df")
+        stream = op.input("inp", flow, TestingSource(items, batch_size))
+        op.output("out", build(stream), FileSink(out_dir))
+        entry_point(flow)
+        return collected(out_dir)
+
+    return run

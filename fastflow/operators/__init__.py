@@ -20,11 +20,11 @@ import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Generic, TypeVar, overload
 
 from fastflow._cext import ops as _ops
-from fastflow._engine.fastpaths import ExpiringBuilder
-from fastflow._engine.ttl import check_ttl
+from fastflow._contracts import ExpiringBuilder, check_ttl
 from fastflow.dataflow import Dataflow, KeyedStream, Stream, _core_step, operator
 from fastflow.inputs import Source
 from fastflow.operators._join import (
@@ -32,7 +32,6 @@ from fastflow.operators._join import (
     JoinInsertMode,
     JoinState,
     check_join,
-    tag_and_merge,
 )
 from fastflow.operators._logic import (
     FoldBuilder,
@@ -827,6 +826,19 @@ class _JoinLogic(StatefulBatchLogic[tuple[int, Any], tuple[Any, ...], list[list[
 
     def snapshot(self) -> list[list[Any]]:
         return self._state.to_snapshot()
+
+
+def _with_side(side: int, value: Any) -> tuple[int, Any]:
+    return (side, value)
+
+
+def tag_and_merge(label: str, sides: tuple[KeyedStream[Any], ...]) -> KeyedStream[Any]:
+    """Tag each side's values as ``(index, value)`` (steps ``{label}_{index}``), then merge."""
+    tagged = [
+        map_value(f"{label}_{i}", side, partial(_with_side, i))
+        for i, side in enumerate(sides)
+    ]
+    return merge("merge", *tagged)
 
 
 @operator

@@ -1,4 +1,4 @@
-"""What ``join`` and ``join_window`` share: the modes, the side tagging, and one key's values.
+"""What ``join`` and ``join_window`` share: the modes and one key's values.
 
 Both operators tag each side's values with the side's index, merge the sides,
 and keep, per key (``join``) or per window (``join_window``), a
@@ -9,11 +9,7 @@ same rules.
 from __future__ import annotations
 
 import itertools
-from functools import partial
 from typing import Any, Literal, get_args
-
-import fastflow.operators as _operators  # only called at build time (a circular import)
-from fastflow.dataflow import KeyedStream
 
 JoinInsertMode = Literal["first", "last", "product"]
 """How ``join`` stores a side's new value: keep the first, keep the last, or keep all."""
@@ -33,19 +29,6 @@ def check_join(operator: str, step_id: str, insert_mode: str, emit_mode: str, si
         raise ValueError(f"unknown join emit mode {emit_mode!r}; use one of {EMIT_MODES}")
     if not sides:
         raise TypeError(f"{operator} step {step_id!r} needs at least one side")
-
-
-def _with_side(side: int, value: Any) -> tuple[int, Any]:
-    return (side, value)
-
-
-def tag_and_merge(label: str, sides: tuple[KeyedStream[Any], ...]) -> KeyedStream[Any]:
-    """Tag each side's values as ``(index, value)`` (steps ``{label}_{index}``), then merge."""
-    tagged = [
-        _operators.map_value(f"{label}_{i}", side, partial(_with_side, i))
-        for i, side in enumerate(sides)
-    ]
-    return _operators.merge("merge", *tagged)
 
 
 class JoinState:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from fastflow._engine.fastpaths import FoldSpec, MapSpec
+from fastflow._contracts import FoldSpec, MapSpec
 
 V = TypeVar("V")
 W = TypeVar("W")

@@ -55,8 +55,9 @@ from fastflow.operators import (
     filter_map_value,
     key_on,
     stateful_batch,
+    tag_and_merge,
 )
-from fastflow.operators._join import JoinState, check_join, tag_and_merge
+from fastflow.operators._join import JoinState, check_join
 from fastflow.operators._time import UTC_MAX, UTC_MIN, ZERO_TD
 from fastflow.operators._util import add, identity, zero
 from fastflow.operators.windowing._clocks import Clock, ClockLogic, EventClock, SystemClock

@@ -1,0 +1,1 @@
+"""Several processes for one run: the coordinator, forked processes, Ray actors, the wire."""

@@ -1,0 +1,152 @@
+"""Running a flow: in this process, or on several (behind ``run_main`` and ``fastflow run``).
+
+Why a module of its own: it is the one place that puts the pieces together: the plan
+(``plan.py``), the recovery store and its committer, and either this process's workers
+(``worker.py``) or a coordinator of worker processes (``cluster.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+
+from fastflow._runtime.distributed.process_limit import check_process_count
+from fastflow._runtime.distributed.processes import run_processes
+from fastflow._runtime.plan import CoreStep, flatten
+from fastflow._runtime.snapshot import Recorded, Restore, encode_epoch, load_resume
+from fastflow._runtime.worker import LocalPacer, Workers
+from fastflow._store.committer import EpochCommitter
+from fastflow._store.config import RecoveryConfig
+from fastflow._store.store import RecoveryStore
+from fastflow.dataflow import Dataflow
+from fastflow.errors import FastflowRuntimeError
+
+DEFAULT_EPOCH_INTERVAL = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Run the processes as Ray actors (``fastflow run --ray``; see ``ray_cluster.py``)."""
+
+    address: str | None = None
+    """The cluster (``auto``, ``ray://host:port``); None starts a local Ray instance."""
+    max_restarts: int = 3
+    """Times the run restarts from the last committed epoch when an actor dies."""
+    placement: str = "spread"
+    """Placement group strategy for the actors: ``spread`` or ``pack``."""
+    timeout: float = 30.0
+    """Seconds to wait for the Ray cluster to answer before giving up."""
+
+
+def run_flow(
+    flow: Dataflow,
+    *,
+    epoch_interval: timedelta | None = None,
+    recovery_config: RecoveryConfig | None = None,
+    worker_count: int = 1,
+    processes: int = 1,
+    ray: RayOptions | None = None,
+) -> None:
+    """Run ``flow``: ``processes`` processes (or Ray actors) of ``worker_count`` workers each."""
+    interval = DEFAULT_EPOCH_INTERVAL if epoch_interval is None else epoch_interval
+    if interval < timedelta(0):
+        raise ValueError(f"epoch_interval must not be negative; got {interval}")
+    for name, value in (("worker_count", worker_count), ("processes", processes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1; got {value!r}")
+    if ray is None:
+        check_process_count(processes)  # before the store is touched or a process forked
+    try:
+        plan = flatten(flow)
+    except ValueError as ex:  # Bytewax's type and wording, so `except RuntimeError` catches it
+        raise FastflowRuntimeError("error building production dataflow") from ex
+    if ray is not None:
+        _run_on_ray(plan, processes, worker_count, interval, recovery_config, ray)
+        return
+    if recovery_config is None:
+        if processes > 1:
+            run_processes(plan, processes, worker_count, interval, None, 0)
+        else:
+            Workers(plan, worker_count, 1, {}, recording=False).run(LocalPacer(interval, None))
+        return
+    backup_epochs = _backup_epochs(recovery_config, interval)
+    restore = _restore(plan, recovery_config)
+    with RecoveryStore.open(recovery_config.db_dir) as store:
+        if processes > 1:
+            run_processes(plan, processes, worker_count, interval, store, backup_epochs,
+                          restore)
+            return
+        resume = load_resume(store, store.plan().epoch, restore)  # before anything is written
+        start = store.start_execution(worker_count=worker_count)
+        committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
+        try:
+            committer.compact()  # what the last run left, while this one starts
+            workers = Workers(plan, worker_count, start.epoch, resume, recording=True)
+
+            def commit(epoch: int, recorded: list[tuple[int, Recorded]], last: bool) -> None:
+                committer.commit(epoch, encode_epoch(recorded, store.part_count), last=last)
+
+            workers.run(LocalPacer(interval, commit))
+            committer.wait()
+        finally:
+            committer.close()
+
+
+def _restore(plan: list[CoreStep], recovery_config: RecoveryConfig) -> Restore:
+    """Decode only the flow's own steps' states, as far as the config trusts the store."""
+    return Restore(frozenset(step.step_id for step in plan), recovery_config.trust_store_pickles)
+
+
+def check_one_process(addresses: list[str], proc_id: int) -> None:
+    """Refuse a Bytewax-style cluster of several processes (``cluster_main``'s arguments).
+
+    Only a one-process cluster is supported: ``addresses`` of at most one entry, ``proc_id`` 0.
+    """
+    if len(addresses) > 1:
+        raise NotImplementedError(
+            f"cluster_main runs one process; got {len(addresses)} addresses. For several "
+            "processes use fastflow.run.cli_main(flow, processes=N) (`fastflow run -p N`), "
+            "and for several machines `fastflow run --ray` (docs/distributed.md)"
+        )
+    if proc_id != 0:
+        raise ValueError(f"proc_id must be 0 in a one-process cluster; got {proc_id}")
+
+
+def _backup_epochs(recovery_config: RecoveryConfig, interval: timedelta) -> int:
+    """The backup window in epochs; with a zero interval every round is an epoch of 1 µs."""
+    backup = recovery_config.backup_interval or timedelta(0)
+    return math.ceil(backup / max(interval, timedelta(microseconds=1)))
+
+
+def _run_on_ray(
+    plan: list[CoreStep],
+    processes: int,
+    worker_count: int,
+    interval: timedelta,
+    recovery_config: RecoveryConfig | None,
+    options: RayOptions,
+) -> None:
+    from fastflow._runtime.distributed.ray_actors import run_on_ray
+
+    open_store = None
+    backup_epochs = 0
+    restore = None
+    if recovery_config is not None:
+        db_dir = recovery_config.db_dir
+        RecoveryStore.open(db_dir).close()  # refuse a bad store before starting Ray
+
+        def open_store() -> RecoveryStore:
+            return RecoveryStore.open(db_dir)
+
+        backup_epochs = _backup_epochs(recovery_config, interval)
+        restore = _restore(plan, recovery_config)
+
+    def log(message: str) -> None:
+        print(f"fastflow: {message}", file=sys.stderr, flush=True)
+
+    run_on_ray(plan, processes, worker_count, interval, open_store, backup_epochs,
+               address=options.address, max_restarts=options.max_restarts,
+               placement=options.placement, timeout=options.timeout, log=log,
+               restore=restore)
