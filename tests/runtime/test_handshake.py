@@ -1,4 +1,4 @@
-"""The handshake that keeps strangers off the `--ray` links (fastflow/_runtime/distributed/handshake.py).
+"""The handshake that keeps strangers off the `--ray` links (`_runtime/distributed/handshake.py`).
 
 Real TCP sockets on 127.0.0.1: a gate admits only connections proving the run's key; a
 stranger that sends a pickle, garbage, the wrong proof or nothing at all is closed and

@@ -22,8 +22,8 @@ import pytest
 
 from fastflow._store import partitions as pt
 from fastflow._store.changesets import ChangeSet
-from fastflow._store.store import RecoveryStore
 from fastflow._store.pickles import RefusedClassError, safe_loads
+from fastflow._store.store import RecoveryStore
 
 STEP = "trust.tally.stateful_batch"
 
