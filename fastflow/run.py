@@ -147,6 +147,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--ray-placement", choices=("spread", "pack"),
         help="spread the actors over the nodes, or pack them onto few (default: spread)",
     )
+    from fastflow._observe.options import add_observe_arguments
+
+    add_observe_arguments(parser)
 
 
 class _BadInput(Exception):
@@ -189,6 +192,9 @@ def _run(args: argparse.Namespace, prog: str) -> int:
     from fastflow._engine.execute import RayOptions
     from fastflow._engine.ray_cluster import RayUnavailable
     from fastflow._locate import FlowImportFailed, FlowNotFound, locate_dataflow
+    from fastflow._observe import logs
+    from fastflow._observe.options import BadOption, resolve
+    from fastflow._observe.session import ApiUnavailable, ObservedRun
     from fastflow._tracebacks import one_line
     from fastflow._tracebacks import user_error as innermost
     from fastflow.recovery import RecoveryConfig, RecoveryError, StoreWriteError
@@ -207,6 +213,12 @@ def _run(args: argparse.Namespace, prog: str) -> int:
             "run several processes on this machine with -p N, or on a Ray cluster with "
             "--ray (docs/distributed.md)"
         )
+    try:
+        observe = resolve(args)
+    except BadOption as ex:
+        raise _BadInput(str(ex)) from None
+    logs.configure(observe.log_level)
+    logs.warn_bytewax_variables()
     import fastflow.compat  # noqa: F401 - `bytewax` imports get fastflow if Bytewax is absent
 
     try:
@@ -223,18 +235,26 @@ def _run(args: argparse.Namespace, prog: str) -> int:
         else RecoveryConfig(args.recovery_directory, args.backup_interval)
     )
     try:
-        cli_main(
-            flow,
-            processes=args.processes,
-            workers_per_process=args.workers_per_process,
-            epoch_interval=args.snapshot_interval,
-            recovery_config=recovery,
-            ray=None if args.ray_address is None else RayOptions(
-                args.ray_address or None,
-                3 if args.max_restarts is None else args.max_restarts,
-                args.ray_placement or "spread",
-            ),
+        observed = ObservedRun(
+            flow, observe, processes=args.processes,
+            workers_per_process=args.workers_per_process, interval=args.snapshot_interval,
+            store=args.recovery_directory, child_setup=logs.ChildLogging(observe.log_level),
         )
+        with observed:
+            cli_main(
+                flow,
+                processes=args.processes,
+                workers_per_process=args.workers_per_process,
+                epoch_interval=args.snapshot_interval,
+                recovery_config=recovery,
+                ray=None if args.ray_address is None else RayOptions(
+                    args.ray_address or None,
+                    3 if args.max_restarts is None else args.max_restarts,
+                    args.ray_placement or "spread",
+                ),
+            )
+    except ApiUnavailable as ex:
+        raise _BadInput(str(ex)) from None
     except RayUnavailable as ex:
         raise _BadInput(str(ex)) from None
     except StoreWriteError as ex:  # the run started, then the disk failed it

@@ -8,11 +8,20 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q "cython>=3.0" "setuptools>=64" ruff
-    .venv/bin/python -m pip install -q -e ".[test,bench,kafka,ray]"
+    .venv/bin/python -m pip install -q -e ".[test,bench,kafka,ray,tracing]"
 fi
-# A .venv made before an extra joined lacks it (mypy, Ray): install the extras again.
-if [ ! -x .venv/bin/mypy ] || [ ! -x .venv/bin/ray ]; then
-    .venv/bin/python -m pip install -q -e ".[test,bench,kafka,ray]"
+# A .venv made before an extra joined lacks it (mypy, Ray, tracing): install the extras again.
+if [ ! -x .venv/bin/mypy ] || [ ! -x .venv/bin/ray ] \
+        || ! .venv/bin/python -c "import prometheus_client, opentelemetry.sdk, selenium, tqdm" 2>/dev/null; then
+    .venv/bin/python -m pip install -q -e ".[test,bench,kafka,ray,tracing]"
+fi
+# The browser tests (tests/test_dashboard.py) drive Debian's Chromium with its chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    echo "installing chromium and chromium-driver for the browser tests..." >&2
+    SUDO=; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+        >/dev/null
 fi
 # Rebuild whatever extension changed since the last build (a no-op otherwise).
 .venv/bin/python setup.py -q build_ext --inplace >/dev/null 2>.venv/build.log || {

@@ -68,7 +68,9 @@ TIMES_TEN = "('other', 10)\n('other', 20)\n('other', 30)\n"
 RUN_USAGE = """\
 usage: fastflow run [-h] [-r DB_DIR] [-s SECONDS] [-b SECONDS] [-w WORKERS]
                     [-p PROCESSES] [--ray [ADDRESS]] [--max-restarts K]
-                    [--ray-placement {spread,pack}]
+                    [--ray-placement {spread,pack}] [--api [[HOST:]PORT]]
+                    [--api-linger SECONDS] [--metrics-prefix PREFIX]
+                    [--log-level LEVEL]
                     IMPORT_STR
 """
 

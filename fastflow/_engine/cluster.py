@@ -39,12 +39,13 @@ from datetime import timedelta
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
+from fastflow._engine import hooks
 from fastflow._engine.committer import EpochCommitter
 from fastflow._engine.exchange import Countdown, RemoteSlot, port_end
 from fastflow._engine.io import InputNode
 from fastflow._engine.nodes import End, Node, StatefulNode
 from fastflow._engine.plan import CoreStep
-from fastflow._engine.snapshot import Resume, encode_epoch, load_resume
+from fastflow._engine.snapshot import Resume, encode_epoch, resume_state
 from fastflow._engine.store import ChangeSet, RecoveryStore
 from fastflow._engine.wire import DATA, Link
 from fastflow._engine.worker import Workers
@@ -52,6 +53,7 @@ from fastflow._tracebacks import one_line, user_error, user_traceback
 
 _WAIT_SECONDS = 0.05  # longest a process waits for something when it has nothing to do
 _FAILURE_POLL_SECONDS = 0.5  # how often the coordinator asks a group without sentinels
+_REPORT_SECONDS = 1.0  # how often a process sends its figures (if observed: hooks.report)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -138,6 +140,7 @@ class ProcessPacer:
         for link in mesh.links.values():
             self._selector.register(link.sock, selectors.EVENT_READ)
         self._arrived = False
+        self._next_report = 0.0
 
     def before_round(self, workers: Workers) -> bool:
         """Take arrived batches and orders; sources are read unless paused or backed up."""
@@ -160,9 +163,11 @@ class ProcessPacer:
             self._control.send(("confirmed", order[1], self._idle(), *self._mesh.counts))
         elif kind == "snapshot":
             epoch = order[1]
+            started = time.perf_counter()
             recorded = workers.close_epoch()
             changes = encode_epoch(recorded, self._part_count) if self._part_count else []
-            self._control.send(("changes", epoch, pickle.dumps(changes, protocol=5)))
+            self._control.send(("changes", epoch, pickle.dumps(changes, protocol=5),
+                                time.perf_counter() - started))
             self._paused = None
         elif kind == "stop":
             self._stop = True
@@ -178,6 +183,9 @@ class ProcessPacer:
             link.flush()
         if self._stop:
             return True
+        if time.monotonic() >= self._next_report:
+            self._next_report = time.monotonic() + _REPORT_SECONDS
+            send_report(self._control)
         if workers.ended and not self._done_sent:
             self._control.send(("done",))
             self._done_sent = True
@@ -224,11 +232,16 @@ def serve(
     on ``control``; an exception is reported there (one line and the user's traceback).
     """
     try:
+        observer = hooks.current().for_child()
+        hooks.install(observer)
+        observer.in_child(process, control)
         links = {peer: Link(sock, peer) for peer, sock in sockets.items()}
         mesh = Mesh(process, processes, per_process, links)
         workers = Workers(plan, processes * per_process, epoch, resume, recording,
                           first=process * per_process, count=per_process, peers=mesh)
+        observer.workers_built(workers, links.values())
         workers.run(ProcessPacer(mesh, control, part_count if recording else 0))
+        send_report(control)  # the final figures
         sys.stdout.flush()  # before "exited": the coordinator stops listening after it
         control.send(("exited",))
         return True
@@ -238,6 +251,13 @@ def serve(
         except Exception:  # noqa: S110 - the coordinator sees the channel close instead
             pass
         return False
+
+
+def send_report(control: Connection) -> None:
+    """Send the coordinator this process's figures, if the run is observed."""
+    report = hooks.current().report()
+    if report is not None:
+        control.send(("metrics", report))
 
 
 def _process_main(*args: Any) -> None:
@@ -429,6 +449,7 @@ class Coordinator:
                 raise failed
             if closing is not None and closing.finished:
                 self._epoch += 1
+                hooks.current().epoch_started(self._epoch)
                 if closing.last:
                     break
                 closing = None
@@ -458,6 +479,7 @@ class Coordinator:
                 closing.confirming = None
         elif kind == "changes":
             closing.changes[process] = pickle.loads(message[2])
+            hooks.current().encoded(closing.epoch, message[3])
             if len(closing.changes) == self._processes:
                 assert self._committer is not None
                 merged = _merge(closing.changes.values())
@@ -484,6 +506,11 @@ class Coordinator:
         if message[0] == "output":  # a process without a terminal of its own printed
             sys.stdout.write(message[1])
             sys.stdout.flush()
+        elif message[0] == "log":  # a line it logged (``_observe/logs.py``), whole
+            sys.stderr.write(message[1])
+            sys.stderr.flush()
+        elif message[0] == "metrics":
+            hooks.current().reported(process, message[1])
         return message
 
     def _receive_pending(self, process: int, control: Connection) -> None:
@@ -560,7 +587,7 @@ def run_group(
         return
     worker_count = processes * per_process
     resumed = store.start_execution(worker_count=worker_count)
-    resume = load_resume(store, resumed.epoch)
+    resume = resume_state(store, resumed.epoch)
     committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
     try:
         group = start(resumed.epoch, resume, True, store.part_count)

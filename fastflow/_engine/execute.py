@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+from fastflow._engine import hooks
 from fastflow._engine.cluster import run_processes
 from fastflow._engine.committer import EpochCommitter
 from fastflow._engine.plan import CoreStep, flatten
-from fastflow._engine.snapshot import Recorded, encode_epoch, load_resume
+from fastflow._engine.snapshot import Recorded, encode_epoch, resume_state
 from fastflow._engine.store import RecoveryStore
 from fastflow._engine.worker import LocalPacer, Workers
 from fastflow.dataflow import Dataflow
@@ -60,7 +62,9 @@ def run_flow(
         if processes > 1:
             run_processes(plan, processes, worker_count, interval, None, 0)
         else:
-            Workers(plan, worker_count, 1, {}, recording=False).run(LocalPacer(interval, None))
+            workers = Workers(plan, worker_count, 1, {}, recording=False)
+            hooks.current().workers_built(workers)
+            workers.run(LocalPacer(interval, None))
         return
     backup_epochs = _backup_epochs(recovery_config, interval)
     with RecoveryStore.open(recovery_config.db_dir) as store:
@@ -68,14 +72,18 @@ def run_flow(
             run_processes(plan, processes, worker_count, interval, store, backup_epochs)
             return
         start = store.start_execution(worker_count=worker_count)
-        resume = load_resume(store, start.epoch)
+        resume = resume_state(store, start.epoch)
         committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
         try:
             committer.compact()  # what the last run left, while this one starts
             workers = Workers(plan, worker_count, start.epoch, resume, recording=True)
+            hooks.current().workers_built(workers)
 
             def commit(epoch: int, recorded: list[tuple[int, Recorded]], last: bool) -> None:
-                committer.commit(epoch, encode_epoch(recorded, store.part_count), last=last)
+                started = time.perf_counter()
+                changes = encode_epoch(recorded, store.part_count)
+                hooks.current().encoded(epoch, time.perf_counter() - started)
+                committer.commit(epoch, changes, last=last)
 
             workers.run(LocalPacer(interval, commit))
             committer.wait()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
 from fastflow._cext.routing import check_keyed
+from fastflow._engine.meter import SIZE_BOUNDS, Buckets, Meter
 from fastflow._engine.nodes import Changes, Clock, End, Node, Push, call_user, user_error
 from fastflow.inputs import (
     AbortExecution,
@@ -43,6 +45,8 @@ class InputNode:
         self.step_id = step_id
         self._down = down
         self._end = end
+        self.meter = Meter()  # durations of ``next_batch`` calls; items out
+        self.sizes = Buckets(SIZE_BOUNDS)  # items per ``next_batch`` call
         self.parts: list[_Part] = []
         if isinstance(source, FixedPartitionedSource):
             keys = call_user(step_id, "list_parts", source.list_parts)
@@ -80,6 +84,7 @@ class InputNode:
         """
         worked = False
         self.idle_poll = False
+        durations, sizes = self.meter.durations, self.sizes
         for entry in list(self.parts):
             if entry.awake is not None:
                 now = now or datetime.now(timezone.utc)
@@ -87,9 +92,12 @@ class InputNode:
                     continue
             part, what = entry.part, "next_batch"
             try:
+                started = time.perf_counter()
                 batch = part.next_batch()
                 if type(batch) is not list:
                     batch = list(batch)
+                durations.add(time.perf_counter() - started)
+                sizes.add(len(batch))
                 what = "next_awake"
                 entry.awake = part.next_awake()
             except StopIteration:  # from either: the partition has ended
@@ -279,4 +287,6 @@ class RoutedOutputNode(PartitionedOutputNode):
         merged: dict[int, list[Any]] = {}
         for index, values in batch:
             merged.setdefault(index, []).extend(values)
+        # ``run`` counted the groups as items: count the values instead.
+        self.meter.items_in += sum(map(len, merged.values())) - len(batch)
         self._write_parts(merged.items())

@@ -21,6 +21,7 @@ from fastflow._cext import state
 from fastflow._cext.ops import branch_items
 from fastflow._cext.routing import RoutingError
 from fastflow._engine.fastpaths import ExpiringBuilder, FoldSpec, MapSpec
+from fastflow._engine.meter import Meter
 from fastflow._engine.ttl import Expiry, keys_of, plain
 from fastflow.errors import FastflowRuntimeError
 
@@ -71,6 +72,7 @@ class Node:
         self._open_ups = up_count
         self._ended = False
         self._end = end
+        self.meter = Meter()  # the worker hands it the one that also counts what is emitted
 
     def push(self, batch: list[Any]) -> None:
         """Handle one non-empty batch from an upstream."""
@@ -93,7 +95,12 @@ class Node:
                 waiting += inbox
                 inbox.clear()
             # All that arrived this round is one batch, upstreams in order (as in Bytewax).
-            self.push(waiting[0] if len(waiting) == 1 else list(chain.from_iterable(waiting)))
+            batch = waiting[0] if len(waiting) == 1 else list(chain.from_iterable(waiting))
+            meter = self.meter
+            meter.items_in += len(batch)
+            started = time.perf_counter()
+            self.push(batch)
+            meter.durations.add(time.perf_counter() - started)
         if self._open_ups == 0 and not self._ended:
             self._ended = True
             self.finish()

@@ -35,7 +35,7 @@ from types import ModuleType
 from typing import Any
 
 from fastflow._cext.routing import split_dict
-from fastflow._engine import wire
+from fastflow._engine import hooks, wire
 from fastflow._engine.cluster import ProcessFailed, run_group, serve
 from fastflow._engine.plan import CoreStep
 from fastflow._engine.snapshot import Resume
@@ -152,9 +152,11 @@ class RayProcess:
         resume: Resume,
         recording: bool,
         part_count: int,
+        observer: hooks.RunHooks,
     ) -> bool:
         """Run this process's workers until the driver says stop (see ``cluster.serve``)."""
         assert self._control is not None
+        hooks.install(observer)
         sys.stdout = _Output(self._control)
         try:
             return serve(self._process, self._processes, per_process, plan, epoch, resume,
@@ -214,7 +216,7 @@ class RayActors:
             self._serving = [
                 actor.serve.remote(per_process, plan, epoch,
                                    _share(plan, resume, p, processes, per_process),
-                                   recording, part_count)
+                                   recording, part_count, hooks.current().for_child())
                 for p, actor in enumerate(self._actors)
             ]
         except BaseException:
@@ -388,6 +390,7 @@ def run_on_ray(
                 if open_store is None or not ex.died or restarts >= max_restarts:
                     raise  # no store to restart from, or it would fail the same way again
                 restarts += 1
+                hooks.current().restarted(restarts, str(ex))
                 log(f"{ex}; restarting from the last committed epoch "
                     f"(restart {restarts} of {max_restarts})")
     finally:

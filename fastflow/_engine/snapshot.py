@@ -9,12 +9,14 @@ the store's change sets back into each step's state.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
 from fastflow._cext.codec import UnencodableError, decode_changes, encode_changes
 from fastflow._cext.routing import split_dict
+from fastflow._engine import hooks
 from fastflow._engine.partitions import InconsistentPartitionsError
 from fastflow._engine.store import CHUNK_KEYS, ChangeSet, RecoveryStore
 from fastflow.errors import FastflowRuntimeError
@@ -74,6 +76,15 @@ def load_resume(store: RecoveryStore, epoch: int) -> Resume:
             states.update(sets)
         for key in deleted:
             states.pop(key, None)
+    return resume
+
+
+def resume_state(store: RecoveryStore, epoch: int) -> Resume:
+    """:func:`load_resume` for a run starting at ``epoch``, told to the run's hooks."""
+    started = time.perf_counter()
+    resume = load_resume(store, epoch)
+    keys = sum(len(states) for states in resume.values())
+    hooks.current().resumed(epoch, keys, time.perf_counter() - started)
     return resume
 
 

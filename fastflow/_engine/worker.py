@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from fastflow._cext.routing import split_by_worker, split_dict
 from fastflow._engine.exchange import Exchange, RoundRobin, Split, fan_out, local, nothing
 from fastflow._engine.io import InputNode, OutputNode, RoutedOutputNode, output_node
+from fastflow._engine.meter import Meter
 from fastflow._engine.nodes import (
     BranchNode,
     Clock,
@@ -63,9 +64,13 @@ class Worker:
     ) -> Node | None:
         """Add the node of ``step`` (``None`` for an input: it is polled, not run)."""
         kind, args, step_id = step.kind, step.args, step.step_id
+        meter = Meter()
+        ports = {name: (meter.counting(push), end) for name, (push, end) in ports.items()}
         down, end = ports.get("down", (nothing, nothing))
         if kind == "input":
-            self.inputs.append(InputNode(step_id, args["source"], self.clock, resume, down, end))
+            source = InputNode(step_id, args["source"], self.clock, resume, down, end)
+            source.meter = meter
+            self.inputs.append(source)
             return None
         node: Node
         if kind == "output":
@@ -93,6 +98,7 @@ class Worker:
             node = stateful
         else:
             raise AssertionError(f"unknown core step kind {kind!r}")
+        node.meter = meter
         self.nodes.append(node)
         return node
 

@@ -1,0 +1,60 @@
+"""Per-step counters, kept as plain numbers on the nodes and read when someone asks.
+
+Why this shape: a metrics library call per item (or even per batch) in the hot loop would
+cost more than many steps do. A node adds to its :class:`Meter` once per batch (items in
+and out, the batch's duration in a fixed set of buckets); the metrics layer
+(``fastflow/_observe``) reads the numbers at scrape time, from another thread: reading
+an int the loop is adding to is safe under the GIL, and at worst one batch behind.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable
+from typing import Any
+
+DURATION_BOUNDS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+"""Upper bounds (seconds) of the duration buckets; one more bucket holds the rest."""
+SIZE_BOUNDS = (1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0)
+"""Upper bounds (items) of the batch size buckets of source polls."""
+
+
+class Buckets:
+    """A histogram: counts per bucket of ``bounds`` (plus one above them) and the sum."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def add(self, value: float) -> None:
+        """Count one observation."""
+        self.counts[bisect_right(self.bounds, value)] += 1
+        self.total += value
+
+    @property
+    def count(self) -> int:
+        """Observations so far."""
+        return sum(self.counts)
+
+
+class Meter:
+    """What one node on one worker did: items in and out, and how long its batches took."""
+
+    __slots__ = ("items_in", "items_out", "durations")
+
+    def __init__(self) -> None:
+        self.items_in = 0
+        self.items_out = 0
+        self.durations = Buckets(DURATION_BOUNDS)
+
+    def counting(self, push: Callable[[list[Any]], None]) -> Callable[[list[Any]], None]:
+        """``push``, counting the items of every batch it is given as this node's output."""
+
+        def emit(batch: list[Any]) -> None:
+            self.items_out += len(batch)
+            push(batch)
+
+        return emit
