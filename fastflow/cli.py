@@ -177,12 +177,15 @@ def _recovery_export(args: argparse.Namespace) -> int:
 
 def _recovery_import(args: argparse.Namespace) -> int:
     from fastflow._engine.state_edit import import_state
+    from fastflow._progress import reading
 
     if args.file == "-":
-        done = import_state(args.db_dir, sys.stdin.buffer, allow_pickle=args.allow_pickle)
+        done = import_state(args.db_dir, reading(sys.stdin.buffer, "importing"),
+                            allow_pickle=args.allow_pickle)
     else:
         with open(args.file, "rb") as lines:
-            done = import_state(args.db_dir, lines, allow_pickle=args.allow_pickle)
+            done = import_state(args.db_dir, reading(lines, "importing"),
+                                allow_pickle=args.allow_pickle)
     if done.epoch is None:
         print(f"{args.file} holds no state lines; nothing was changed")
     else:

@@ -37,6 +37,7 @@ from fastflow._engine.partitions import (
     names,
 )
 from fastflow._engine.store import RecoveryStore
+from fastflow._progress import by_size
 
 ATTEMPTS = 3
 """Copies taken before giving up on a store whose partitions move too fast to copy together."""
@@ -131,7 +132,8 @@ def _copy(paths: list[Path], building: Path) -> None:
         for source in sources:
             source.execute("BEGIN")
             source.execute("SELECT count(*) FROM frontiers").fetchone()  # pins the snapshot
-        for path, source in zip(paths, sources, strict=True):
+        pairs = zip(paths, sources, strict=True)
+        for path, source in by_size(pairs, lambda pair: pair[0], "backing up"):
             copy = sqlite3.connect(building / path.name, isolation_level=None)
             try:
                 source.backup(copy)

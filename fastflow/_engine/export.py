@@ -27,6 +27,7 @@ import orjson
 from fastflow._cext.routing import stable_hash
 from fastflow._engine.partitions import InconsistentPartitionsError, RecoveryError, names
 from fastflow._engine.store import CHUNK_KEYS, RecoveryStore
+from fastflow._progress import by_size
 
 Live = dict[str, dict[str, Any]]
 """Step id -> key -> state as parsed typed JSON (never decoded)."""
@@ -122,7 +123,7 @@ def export_lines(
         home = partition_of(key, store.part_count)
         indexes = range(home, home + 1)
     dumps = orjson.dumps
-    for index in indexes:
+    for index in by_size(indexes, store.paths.__getitem__, "exporting"):
         live = live_states(store, index, epoch, step_id, key)
         for step in sorted(live):
             states = live.pop(step)

@@ -49,6 +49,7 @@ from fastflow._engine.partitions import (
 )
 from fastflow._engine.state_edit import change_sets
 from fastflow._engine.store import Execution, RecoveryStore
+from fastflow._progress import by_size
 
 _STORE_FILE = re.compile(f"{PART_RE.pattern}({'|'.join(SIDE_FILES)})?")
 """A partition file or one of SQLite's files beside it: what a store directory may hold."""
@@ -125,7 +126,8 @@ def _build(db_dir: Path, building: Path, count: int) -> Repartitioned:
                 _write_history(conn, history, resume)
             chunks: dict[tuple[int, str], int] = {}  # (new partition, step) -> blobs so far
             keys = 0
-            for index in range(store.part_count):
+            for index in by_size(range(store.part_count), store.paths.__getitem__,
+                                 "repartitioning"):
                 live = live_states(store, index, resume)
                 for step_id in sorted(live):
                     states = live.pop(step_id)

@@ -30,6 +30,7 @@ from fastflow._engine.partitions import (
     transaction,
 )
 from fastflow._engine.store import CHUNK_KEYS, RecoveryStore
+from fastflow._progress import by_size
 
 _NEWEST_SNAPSHOTS_SQL = (
     "SELECT step_id, state_key, blob FROM snapshots WHERE epoch < ?"
@@ -68,7 +69,7 @@ def upgrade_store(db_dir: Path | str) -> Upgrade:
     check_writable(db_dir, files)
     lock = DirLock(files[0])
     try:
-        for index in old:
+        for index in by_size(old, files.__getitem__, "upgrading"):
             _convert(files[index], plan.epoch)
     finally:
         lock.release()

@@ -1,0 +1,69 @@
+"""Progress on a terminal for commands that make a person wait.
+
+Why only on a terminal: a script or a pipe reading a command's output wants the output and
+nothing else, so every bar here is drawn on standard error only when standard error is a
+terminal (tqdm's ``disable=None``), and costs nothing otherwise. Why tqdm: it is the field's
+progress bar (rate, time left, terminal width, redraw throttling), small and pure Python.
+
+The store tools call :func:`by_size` around the loop that does their work, partition by
+partition; ``fastflow recovery import`` reads its file through :func:`reading`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, NoReturn, TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+_SIDE_FILES = ("", "-wal")
+"""A partition's bytes: its database and, while a run has it open, its write-ahead log."""
+
+
+def bar(desc: str, total: int | None, unit: str = "B") -> tqdm[NoReturn]:
+    """A progress bar on standard error, drawn only if that is a terminal.
+
+    ``unit="B"`` counts bytes (shown as KiB, MiB ...); any other unit counts as is.
+    """
+    in_bytes = unit == "B"
+    return tqdm(
+        desc=desc, total=total, unit=unit, unit_scale=in_bytes, unit_divisor=1024 if in_bytes
+        else 1000, disable=None, leave=False, dynamic_ncols=True,
+    )
+
+
+def file_bytes(path: Path) -> int:
+    """Bytes a partition file takes on disk (0 if it is gone)."""
+    total = 0
+    for suffix in _SIDE_FILES:
+        try:
+            total += os.stat(f"{path}{suffix}").st_size
+        except OSError:
+            pass
+    return total
+
+
+def by_size(items: Iterable[T], path_of: Callable[[T], Path], desc: str) -> Iterator[T]:
+    """Yield ``items``; the bar advances by the bytes of each one's file once it is done."""
+    todo: Sequence[T] = items if isinstance(items, Sequence) else list(items)
+    sizes = [file_bytes(path_of(item)) for item in todo]
+    with bar(desc, sum(sizes)) as shown:
+        for item, size in zip(todo, sizes, strict=True):
+            yield item
+            shown.update(size)
+
+
+def reading(lines: IO[bytes], desc: str) -> Iterator[bytes]:
+    """Yield the lines of ``lines``; the bar counts bytes read (of its size, if a file)."""
+    try:
+        size: int | None = os.fstat(lines.fileno()).st_size or None
+    except (OSError, ValueError):  # no file behind it (a pipe has size 0 too)
+        size = None
+    with bar(desc, size) as shown:
+        for line in lines:
+            yield line
+            shown.update(len(line))
