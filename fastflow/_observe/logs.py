@@ -96,5 +96,5 @@ class ChildLogging:
                 logger.removeHandler(handler)
                 logger.addHandler(ForwardHandler(process, control, handler.formatter,
                                                  handler.level))
-        if not root.handlers and not ours.handlers:  # as Python's last resort would print
+        if not root.handlers:  # what Python's last-resort handler would have printed
             root.addHandler(ForwardHandler(process, control, None, logging.WARNING))
