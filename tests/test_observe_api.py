@@ -60,10 +60,10 @@ def metrics(port: int) -> Dict[str, Dict[str, float]]:
 class ObservedRun:
     """A running `fastflow run observed_flow.py --api 127.0.0.1:0 ...`, and its port."""
 
-    def __init__(self, tmp_path: Path, items: int, *args: str, env: Dict[str, str] = {}):
+    def __init__(self, tmp_path: Path, items: int, *args: str) -> None:
         self.gate = tmp_path / "gate"
         environment = {k: v for k, v in os.environ.items() if not k.startswith("FASTFLOW_")}
-        environment.update(OBSERVED_ITEMS=str(items), OBSERVED_GATE=str(self.gate), **env)
+        environment.update(OBSERVED_ITEMS=str(items), OBSERVED_GATE=str(self.gate))
         self.proc = subprocess.Popen(
             [FASTFLOW, "run", str(FLOW), "--api", "127.0.0.1:0", "--log-level", "INFO", *args],
             cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -92,9 +92,12 @@ class ObservedRun:
 
     def counted(self, items: int) -> Dict[str, Any]:
         """Wait until every step has seen all ``items``."""
-        return self.wait_for(lambda s: all(
-            (step["items_in"], step["items_out"]) == tuple(n * items for n in STEPS[step["step_id"]])
-            for step in s["steps"]))
+        def done(now: Dict[str, Any]) -> bool:
+            return all((step["items_in"], step["items_out"])
+                       == tuple(n * items for n in STEPS[step["step_id"]])
+                       for step in now["steps"])
+
+        return self.wait_for(done)
 
     def finish(self) -> subprocess.CompletedProcess:
         self.gate.touch()
@@ -112,8 +115,8 @@ class ObservedRun:
 def observed(tmp_path: Path):
     runs: List[ObservedRun] = []
 
-    def start(items: int, *args: str, **kwargs: Any) -> ObservedRun:
-        runs.append(ObservedRun(tmp_path, items, *args, **kwargs))
+    def start(items: int, *args: str) -> ObservedRun:
+        runs.append(ObservedRun(tmp_path, items, *args))
         return runs[-1]
 
     yield start

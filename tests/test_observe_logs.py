@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import pytest
 
@@ -61,11 +61,12 @@ op.output("out", op.map("chat", op.input("inp", flow, Source()), chat), StdOutSi
 """
 
 
-def run(tmp_path: Path, *args: object, env: Dict[str, str] = {}) -> subprocess.CompletedProcess:
+def run(tmp_path: Path, *args: object, env: Optional[Dict[str, str]] = None
+        ) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items()
                    if not k.startswith(("FASTFLOW_", "BYTEWAX_"))}
     return subprocess.run([FASTFLOW, *map(str, args)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300, env={**environment, **env})
+                          text=True, timeout=300, env={**environment, **(env or {})})
 
 
 def test_by_default_a_run_logs_nothing(tmp_path):
