@@ -19,6 +19,7 @@ from typing import Any
 
 import fastflow
 from fastflow._pythonpath import add_python_path_argument, extend_sys_path
+from fastflow.dashboard import DASHBOARD_DESCRIPTION, add_dashboard_arguments, dashboard_command
 from fastflow.recovery import INIT_DESCRIPTION, add_init_arguments, init_command
 from fastflow.run import (
     EXIT_BAD_INPUT,
@@ -82,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     add_visualize_arguments(
         commands.add_parser(
             "visualize", help="print a diagram of a dataflow", description=VISUALIZE_DESCRIPTION
+        )
+    )
+    add_dashboard_arguments(
+        commands.add_parser(
+            "dashboard", help="serve the dashboard page of a recovery store at rest",
+            description=DASHBOARD_DESCRIPTION,
         )
     )
     return parser
@@ -302,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         return init_command(args, f"{PROG} init-recovery")
     if args.command == "visualize":
         return visualize_command(args, f"{PROG} visualize")
+    if args.command == "dashboard":
+        return dashboard_command(args, f"{PROG} dashboard")
     if args.recovery_command == "upgrade":
         return _recovery_upgrade(args)
     if args.recovery_command in _STATE_COMMANDS:
