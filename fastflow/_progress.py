@@ -6,15 +6,17 @@ terminal (tqdm's ``disable=None``), and costs nothing otherwise. Why tqdm: it is
 progress bar (rate, time left, terminal width, redraw throttling), small and pure Python.
 
 The store tools call :func:`by_size` around the loop that does their work, partition by
-partition; ``fastflow recovery import`` reads its file through :func:`reading`.
+partition; ``fastflow recovery import`` reads its file through :func:`reading`;
+``fastflow run --progress`` shows a :class:`StatusLine`.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, NoReturn, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 from tqdm import tqdm
 
@@ -67,3 +69,59 @@ def reading(lines: IO[bytes], desc: str) -> Iterator[bytes]:
         for line in lines:
             yield line
             shown.update(len(line))
+
+
+class StatusLine:
+    """``fastflow run --progress``: one status line on standard error, redrawn every second.
+
+    It shows what ``/status`` shows (items/s, epochs, the last commit), from the same
+    ``status`` callable the API serves, read on a daemon thread: the flow's thread never
+    waits for it. Like the bars, it is drawn only on a terminal.
+    """
+
+    def __init__(self, status: Callable[[], dict[str, Any]], interval: float = 1.0) -> None:
+        self._status = status
+        self._interval = interval
+        self._stop = threading.Event()
+        self._line = tqdm(bar_format="{desc}", disable=None, leave=False, dynamic_ncols=True)
+        self._thread = threading.Thread(target=self._redraw, name="fastflow-progress",
+                                        daemon=True)
+
+    def __enter__(self) -> StatusLine:
+        """Draw the line now, then every ``interval`` seconds."""
+        if not self._line.disable:
+            self._draw()
+            self._thread.start()
+        return self
+
+    def _draw(self) -> None:
+        self._line.set_description_str(describe(self._status()))
+
+    def _redraw(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._draw()
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop redrawing and wipe the line."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._line.close()
+
+
+def describe(status: dict[str, Any]) -> str:
+    """One line of a ``/status`` document."""
+    rates = [p["items_per_second"] for p in status["processes"]
+             if p["items_per_second"] is not None]
+    epoch = status["epoch"]
+    parts = [
+        f"{status['flow_id']}: {status['state']}",
+        f"{sum(rates):,.0f} items/s" if rates else "- items/s",
+        f"epoch {epoch['current'] if epoch['current'] is not None else '-'}",
+    ]
+    if epoch["committed"] is not None:
+        parts.append(f"committed {epoch['committed']}")
+    if status["commits"]:
+        last = status["commits"][-1]
+        parts.append(f"last commit {last['duration_seconds'] * 1000:.1f} ms, {last['bytes']:,} B")
+    return " | ".join(parts)

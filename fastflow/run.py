@@ -15,12 +15,14 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:  # imported lazily at run time, to keep start-up small
     from fastflow._engine.execute import RayOptions
+    from fastflow._observe.session import ObservedRun
     from fastflow.dataflow import Dataflow
     from fastflow.recovery import RecoveryConfig
 
@@ -150,6 +152,21 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     from fastflow._observe.options import add_observe_arguments
 
     add_observe_arguments(parser)
+    parser.add_argument(
+        "--progress", action="store_true",
+        help="show one status line on stderr, redrawn every second (items/s, epoch, last "
+        "commit), when stderr is a terminal",
+    )
+
+
+def _status_line(observed: ObservedRun, wanted: bool) -> AbstractContextManager[object]:
+    """``--progress``: the status line, made of what ``/status`` shows."""
+    if not wanted:
+        return nullcontext()
+    from fastflow._observe.status import StatusView
+    from fastflow._progress import StatusLine
+
+    return StatusLine(StatusView(observed.observer).status)
 
 
 class _BadInput(Exception):
@@ -240,7 +257,7 @@ def _run(args: argparse.Namespace, prog: str) -> int:
             workers_per_process=args.workers_per_process, interval=args.snapshot_interval,
             store=args.recovery_directory, child_setup=logs.ChildLogging(observe.log_level),
         )
-        with observed:
+        with observed, _status_line(observed, args.progress):
             cli_main(
                 flow,
                 processes=args.processes,

@@ -120,3 +120,51 @@ def test_upgrade_shows_a_bar_on_a_terminal_and_nothing_piped(tmp_path, fastflow_
             assert done.stderr == ""
         assert code == 0
         assert out == "upgraded 2 partition(s) of db to format 2; the next run resumes at epoch 5\n"
+
+
+DASHBOARD_FLOW = Path(__file__).resolve().parent / "fixtures" / "dashboard_flow.py"
+
+
+def test_run_progress_redraws_one_status_line_on_a_terminal(tmp_path, fastflow_command):
+    """The line shows items/s, the epoch and the last commit; the flow ends when it has."""
+    subprocess.run([*fastflow_command, "init-recovery", "db", "1"], cwd=tmp_path, check=True,
+                   capture_output=True, timeout=120)
+    gate = tmp_path / "gate"
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))
+    proc = subprocess.Popen(
+        [*fastflow_command, "run", str(DASHBOARD_FLOW), "-r", "db", "-s", "0.2", "--progress"],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
+        env={**os.environ, "DASHBOARD_GATE": str(gate)},
+    )
+    os.close(slave)
+    seen = b""
+    line = re.compile(rb"\rdashboard: running \| ([\d,]+) items/s \| epoch (\d+) \| committed (\d+)"
+                      rb" \| last commit [\d.]+ ms, [\d,]+ B")
+    while True:  # until a line with items flowing and a commit; the pty ends if the run does
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        seen += data
+        found = [m for m in line.finditer(seen) if int(m.group(1).replace(b",", b"")) > 0]
+        if found and not gate.exists():
+            gate.touch()  # seen: now let the flow end
+        if not data:
+            break
+    os.close(master)
+    assert proc.wait(timeout=120) == 0
+    assert found, seen
+    assert int(found[-1].group(2)) > int(found[-1].group(3))  # the epoch is past the committed
+    assert seen.endswith(b"\r")  # the last thing drawn wipes the line
+
+
+def test_run_progress_prints_nothing_when_stderr_is_a_pipe(tmp_path, fastflow_command):
+    (tmp_path / "gate").touch()  # one round, then the flow ends
+    done = subprocess.run(
+        [*fastflow_command, "run", str(DASHBOARD_FLOW), "--progress"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "DASHBOARD_GATE": str(tmp_path / "gate")},
+    )
+    assert done.returncode == 0
+    assert done.stderr == ""
