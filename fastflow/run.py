@@ -244,6 +244,10 @@ def _run(args: argparse.Namespace, prog: str) -> int:
         raise _BadInput(str(ex)) from None
     except FlowImportFailed as ex:
         assert ex.__cause__ is not None
+        from fastflow.tracing import TracingUnavailable
+
+        if isinstance(ex.__cause__, TracingUnavailable):  # setup_tracing without the extra
+            raise _BadInput(str(ex.__cause__)) from None
         _print_user_traceback(ex.__cause__)
         raise _BadInput(str(ex)) from None
     recovery = (

@@ -242,11 +242,13 @@ def serve(
         observer.workers_built(workers, links.values())
         workers.run(ProcessPacer(mesh, control, part_count if recording else 0))
         send_report(control)  # the final figures
+        hooks.current().leaving()
         sys.stdout.flush()  # before "exited": the coordinator stops listening after it
         control.send(("exited",))
         return True
     except BaseException as ex:  # noqa: BLE001 - reported to the coordinator
         try:
+            hooks.current().leaving()
             control.send(("error", one_line(ex), user_traceback(user_error(ex))))
         except Exception:  # noqa: S110 - the coordinator sees the channel close instead
             pass

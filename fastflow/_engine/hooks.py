@@ -37,6 +37,9 @@ class RunHooks:
         ``links`` are its ``wire.Link``s to the other processes.
         """
 
+    def leaving(self) -> None:
+        """In a worker process: it is about to exit (send what is buffered)."""
+
     def report(self) -> Any:
         """In a worker process: what to send the coordinator now (None: nothing)."""
         return None

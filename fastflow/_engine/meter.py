@@ -9,6 +9,7 @@ an int the loop is adding to is safe under the GIL, and at worst one batch behin
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,11 @@ DURATION_BOUNDS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 """Upper bounds (seconds) of the duration buckets; one more bucket holds the rest."""
 SIZE_BOUNDS = (1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0)
 """Upper bounds (items) of the batch size buckets of source polls."""
+SAMPLE_SECONDS = 1.0
+"""With tracing on, a step's batches are sampled at most this often per worker."""
+
+Sampler = Callable[[int, float, float], None]
+"""Takes a sampled batch: its items, when it started and how long it took (perf_counter)."""
 
 
 class Buckets:
@@ -43,12 +49,26 @@ class Buckets:
 class Meter:
     """What one node on one worker did: items in and out, and how long its batches took."""
 
-    __slots__ = ("items_in", "items_out", "durations")
+    __slots__ = ("items_in", "items_out", "durations", "sample_at", "sampler")
 
     def __init__(self) -> None:
         self.items_in = 0
         self.items_out = 0
         self.durations = Buckets(DURATION_BOUNDS)
+        self.sample_at = math.inf
+        """When (``perf_counter``) the next batch is sampled; never unless tracing is on."""
+        self.sampler: Sampler | None = None
+
+    def sample_from_now(self, sampler: Sampler) -> None:
+        """Hand ``sampler`` the next batch, then one batch every ``SAMPLE_SECONDS``."""
+        self.sampler = sampler
+        self.sample_at = 0.0
+
+    def sampled(self, items: int, started: float, seconds: float) -> None:
+        """A batch that was due (``started >= sample_at``): give it to the sampler."""
+        self.sample_at = started + SAMPLE_SECONDS
+        if self.sampler is not None:
+            self.sampler(items, started, seconds)
 
     def counting(self, push: Callable[[list[Any]], None]) -> Callable[[list[Any]], None]:
         """``push``, counting the items of every batch it is given as this node's output."""

@@ -100,7 +100,10 @@ class Node:
             meter.items_in += len(batch)
             started = time.perf_counter()
             self.push(batch)
-            meter.durations.add(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            meter.durations.add(took)
+            if started >= meter.sample_at:  # never, unless tracing is on
+                meter.sampled(len(batch), started, took)
         if self._open_ups == 0 and not self._ended:
             self._ended = True
             self.finish()

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
     from fastflow._engine.worker import Workers
+    from fastflow._observe.traces import ChildTracer, ParentSpan, RunTracer
+    from fastflow.tracing import TracingConfig
+
+    ChildTracing = tuple[TracingConfig, ParentSpan]
 
 COMMITS_KEPT = 60
 log = logging.getLogger("fastflow.run")
@@ -61,12 +65,16 @@ class Commit:
 class ChildObserver(RunHooks):
     """A worker process's hooks: its figures go to the coordinator with each report."""
 
-    def __init__(self, child_setup: Any = None, *, collect: bool = True) -> None:
+    def __init__(self, child_setup: Any = None, *, collect: bool = True,
+                 tracing: ChildTracing | None = None) -> None:
+        """``child_setup(process, control)`` runs first; ``collect``: send figures."""
         self._process = 0
         self._collect = collect
         self._workers: Workers | None = None
         self._links: list[Any] = []
         self._setup = child_setup
+        self._tracing = tracing
+        self._tracer: ChildTracer | None = None
 
     def for_child(self) -> RunHooks:
         """Itself: it is already a worker process's."""
@@ -77,11 +85,23 @@ class ChildObserver(RunHooks):
         self._process = process
         if self._setup is not None:
             self._setup(process, control)
+        if self._tracing is not None:
+            from fastflow._observe.traces import ChildTracer
+
+            self._tracer = ChildTracer(*self._tracing, process)
 
     def workers_built(self, workers: Workers, links: Iterable[Any] = ()) -> None:
-        """Keep the workers and links to read when reporting."""
+        """Keep the workers and links to read when reporting; sample their batches."""
         self._workers = workers
         self._links = list(links)
+        if self._tracer is not None:
+            self._tracer.sample_batches(workers)
+
+    def leaving(self) -> None:
+        """Send the spans not sent yet."""
+        if self._tracer is not None:
+            self._tracer.close()
+            self._tracer = None
 
     def report(self) -> ProcessSample | None:
         """The process's figures, with its own ``prometheus_client`` metrics."""
@@ -122,17 +142,22 @@ class Observer(RunHooks):
         self._links: list[Any] = []
         self._reports: dict[int, ProcessSample] = {}
         self._child_setup = child_setup
+        self.tracer: RunTracer | None = None
+        """The run's spans, when the flow called ``setup_tracing``."""
 
     # -- the engine's events ------------------------------------------------------------
 
     def for_child(self) -> RunHooks:
         """A worker process's hooks: report to this observer."""
-        return ChildObserver(self._child_setup, collect=self._collect)
+        tracing = None if self.tracer is None else (self.tracer.config, self.tracer.parent)
+        return ChildObserver(self._child_setup, collect=self._collect, tracing=tracing)
 
     def workers_built(self, workers: Workers, links: Iterable[Any] = ()) -> None:
         """One process runs the workers itself: read them when asked."""
         self._workers = workers
         self._links = list(links)
+        if self.tracer is not None:
+            self.tracer.sample_batches(workers)
 
     def reported(self, process: int, report: Any) -> None:
         """Keep a worker process's latest figures."""
@@ -157,6 +182,8 @@ class Observer(RunHooks):
         log.info("running flow %r: %s, recovery directory %s, resuming at epoch %d with "
                  "%d key(s) loaded in %.3f s", self.info.flow_id, self._shape(),
                  self.info.store, epoch, keys, seconds)
+        if self.tracer is not None:
+            self.tracer.resumed(epoch, keys, seconds)
 
     def epoch_started(self, epoch: int) -> None:
         """Note the current epoch."""
@@ -166,6 +193,8 @@ class Observer(RunHooks):
         """Keep how long ``epoch``'s cut took until it is committed."""
         with self._lock:
             self._encoded[epoch] = max(seconds, self._encoded.get(epoch, 0.0))
+        if self.tracer is not None:
+            self.tracer.encoded(epoch)
 
     def committed(self, epoch: int, seconds: float, size: int, keys: int) -> None:
         """Record a durable epoch."""
@@ -179,6 +208,8 @@ class Observer(RunHooks):
             self.commit_bytes += size
             self.commit_keys += keys
             self.committed_epoch = epoch
+        if self.tracer is not None:
+            self.tracer.committed(epoch, seconds, size, keys, encode)
 
     def restarted(self, restarts: int, reason: str) -> None:
         """Count a Ray restart; the processes' figures start again."""
@@ -192,6 +223,8 @@ class Observer(RunHooks):
         """The run is over: it finished, or failed with ``error``."""
         self.state = "finished" if error is None else "failed"
         self.error = error
+        if self.tracer is not None:
+            self.tracer.finish(error)
 
     # -- what the API reads ---------------------------------------------------------------
 

@@ -62,9 +62,24 @@ class ObservedRun:
         """Serve the API (if asked for) and install the observer."""
         if self._options.api is not None:
             self._serve(*self._options.api)
+        self._trace()
         self._previous = hooks.install(self.observer)
         self.observer.started()
         return self
+
+    def _trace(self) -> None:
+        """Start the run span, if the flow called ``setup_tracing``."""
+        from fastflow.tracing import configured
+
+        config = configured()
+        if config is not None:
+            from fastflow._observe.traces import RunTracer
+
+            info = self.observer.info
+            self.observer.tracer = RunTracer(config, {
+                "flow_id": info.flow_id, "processes": info.processes,
+                "workers_per_process": info.workers_per_process,
+            })
 
     def _serve(self, host: str, port: int) -> None:
         """Start the API (imported only now: a run without it does not load it)."""
