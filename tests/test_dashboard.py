@@ -17,10 +17,11 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -49,7 +50,10 @@ def browser():
 
 def wait(browser: WebDriver, what: str, condition: Callable[[WebDriver], object]) -> object:
     """Wait until ``condition`` holds (a hang guard, not a timing assertion)."""
-    return WebDriverWait(browser, HANG_GUARD, poll_frequency=0.2).until(condition, message=what)
+    return WebDriverWait(
+        browser, HANG_GUARD, poll_frequency=0.2,
+        ignored_exceptions=(StaleElementReferenceException,),  # a row redrawn meanwhile
+    ).until(condition, message=what)
 
 
 def text_of(browser: WebDriver, selector: str) -> str:
@@ -58,6 +62,16 @@ def text_of(browser: WebDriver, selector: str) -> str:
 
 def attribute(browser: WebDriver, selector: str, name: str) -> str:
     return browser.find_element(By.CSS_SELECTOR, selector).get_attribute(name) or ""
+
+
+# Tables are redrawn on every update: read a table's rows in one script, as of one update.
+ROWS_SCRIPT = """return Array.from(document.querySelectorAll('#' + arguments[0] + ' tbody tr')).map(
+  (row) => ({data: Object.assign({}, row.dataset), dead: row.classList.contains('dead'),
+             cells: Array.from(row.cells).map((cell) => cell.textContent)}));"""
+
+
+def rows(browser: WebDriver, table: str) -> List[Dict[str, object]]:
+    return list(browser.execute_script(ROWS_SCRIPT, table))
 
 
 def number(text: str) -> float:
@@ -98,14 +112,14 @@ class Server:
         return code
 
 
-def start_run(tmp_path: Path, *args: str) -> Server:
+def start_run(tmp_path: Path, *args: str, env: Optional[Dict[str, str]] = None) -> Server:
     subprocess.run([FASTFLOW, "init-recovery", "db", "2"], cwd=tmp_path, check=True,
                    capture_output=True, timeout=HANG_GUARD)
     return Server(
         ["run", str(FLOW), "-r", "db", "-s", "0.2", "--api", "127.0.0.1:0",
          "--api-linger", "600", "--log-level", "INFO", *args],
         tmp_path, r"dataflow API at http://127\.0\.0\.1:(\d+)/",
-        {"DASHBOARD_GATE": str(tmp_path / "gate")},
+        {"DASHBOARD_GATE": str(tmp_path / "gate"), **(env or {})},
     )
 
 
@@ -155,18 +169,18 @@ def test_page_of_a_running_flow(browser, tmp_path):
         assert text_of(browser, "#resume-epoch") == "1"
         wait(browser, "commits in the timeline",
              lambda b: len(b.find_elements(By.CSS_SELECTOR, "#timeline rect")) >= 2)
-        assert browser.find_elements(By.CSS_SELECTOR, "#commits tr[data-commit-epoch]")
+        assert rows(browser, "commits")[0]["data"]["commitEpoch"] == text_of(
+            browser, "#committed-epoch")
 
         assert text_of(browser, "#store-partitions") == "2"
-        wait(browser, "live keys of the stateful step", lambda b: text_of(
-            b, '#live-keys tr[data-live-keys-step="dashboard.total.stateful_batch"] td.num'
-        ) == "5")
-        row = '#processes tr[data-process="0"]'
-        assert attribute(browser, row, "data-alive") == "true"
+        wait(browser, "live keys of the stateful step", lambda b: [
+            r["cells"] for r in rows(b, "live-keys")] == [["dashboard.total.stateful_batch", "5"]])
+        assert [r["data"]["alive"] for r in rows(browser, "processes")] == ["true"]
         wait(browser, "items/s of process 0",
-             lambda b: number(b.find_elements(By.CSS_SELECTOR, f"{row} td")[3].text) > 0)
-        wait(browser, "items written by the sink", lambda b: int(attribute(
-            b, '#sinks tr[data-sink-step="dashboard.out"]', "data-items") or 0) > 0)
+             lambda b: number(rows(b, "processes")[0]["cells"][3]) > 0)
+        wait(browser, "items written by the sink", lambda b: [
+            int(r["data"]["items"]) > 0 for r in rows(b, "sinks")
+            if r["data"]["sinkStep"] == "dashboard.out"] == [True])
         shot = os.environ.get("FASTFLOW_DASHBOARD_SCREENSHOT")
         if shot:
             browser.save_screenshot(shot)
@@ -197,9 +211,7 @@ def test_a_killed_process_of_p_2_shows_as_failed(browser, tmp_path):
     try:
         browser.get(run.url)
         wait(browser, "both processes alive", lambda b: [
-            r.get_attribute("data-alive")
-            for r in b.find_elements(By.CSS_SELECTOR, "#processes tr[data-process]")
-        ] == ["true", "true"])
+            r["data"]["alive"] for r in rows(b, "processes")] == ["true", "true"])
         wait(browser, "item rates above 0 at every step", rates_flowing)
         workers = children(run.proc.pid)
         assert len(workers) == 2
@@ -208,9 +220,10 @@ def test_a_killed_process_of_p_2_shows_as_failed(browser, tmp_path):
         assert text_of(browser, "#run-state") == "failed"
         error = text_of(browser, "#run-error")
         assert re.search(r"process \d", error), error
-        dead = browser.find_elements(By.CSS_SELECTOR, "#processes tr.dead")
-        assert dead and all(r.get_attribute("data-alive") == "false" for r in dead)
-        assert error in [r.find_elements(By.CSS_SELECTOR, "td")[5].text for r in dead]
+        shown = rows(browser, "processes")
+        assert [r["data"]["process"] for r in shown] == ["0", "1"]
+        assert all(r["dead"] and r["data"]["alive"] == "false" for r in shown)
+        assert error in [r["cells"][5] for r in shown]
         assert run.stop() == 1
     finally:
         run.stop()
@@ -240,15 +253,9 @@ def test_page_of_a_store_at_rest(browser, tmp_path):
         assert text_of(browser, "#committed-epoch") == str(resume - 1)
         assert text_of(browser, "#current-epoch") == "–"
         assert not browser.find_element(By.ID, "graph-panel").is_displayed()
-        partitions = browser.find_elements(By.CSS_SELECTOR, "#partitions tr[data-partition-index]")
-        assert [p.get_attribute("data-partition-index") for p in partitions] == ["0", "1"]
-        executions = browser.find_elements(By.CSS_SELECTOR, "#executions tr[data-execution]")
-        assert [e.get_attribute("data-execution") for e in executions] == ["0", "1"]
-        shown = {
-            r.get_attribute("data-live-keys-step"): r.find_elements(By.CSS_SELECTOR, "td")[1].text
-            for r in browser.find_elements(By.CSS_SELECTOR, "#live-keys tr[data-live-keys-step]")
-        }
-        assert shown == live
+        assert [r["data"]["partitionIndex"] for r in rows(browser, "partitions")] == ["0", "1"]
+        assert [r["data"]["execution"] for r in rows(browser, "executions")] == ["0", "1"]
+        assert {r["cells"][0]: r["cells"][1] for r in rows(browser, "live-keys")} == live
         assert text_of(browser, "#store-partitions") == "2"
         assert server.stop() == 130
         wait(browser, "disconnected", lambda b: attribute(b, "#connection", "data-state")
@@ -271,3 +278,24 @@ def test_the_page_needs_nothing_from_elsewhere():
     page = (Path(__file__).parent.parent / "fastflow" / "_observe" / "dashboard.html").read_text()
     assert not re.search(r"\b(src|href)=", page)  # no scripts, styles or images to fetch
     assert set(re.findall(r"https?://[^\s\"']+", page)) == {"http://www.w3.org/2000/svg"}
+
+
+def test_page_of_a_flow_on_ray(browser, tmp_path):
+    # A Ray instance of its own, even if another one runs on this machine.
+    run = start_run(tmp_path, "-p", "2", "--ray", env={"RAY_ADDRESS": "local"})
+    try:
+        browser.get(run.url)
+        wait(browser, "the graph", lambda b: sorted(steps_drawn(b)) == sorted(STEPS))
+        wait(browser, "both actors alive", lambda b: [
+            r["data"]["alive"] for r in rows(b, "processes")] == ["true", "true"])
+        wait(browser, "item rates above 0 at every step", rates_flowing)
+        wait(browser, "a committed epoch", lambda b: number(text_of(b, "#committed-epoch")) >= 1)
+        first = number(text_of(browser, "#committed-epoch"))
+        wait(browser, "the committed epoch to advance",
+             lambda b: number(text_of(b, "#committed-epoch")) > first)
+        (tmp_path / "gate").touch()
+        wait(browser, "finished", lambda b: attribute(b, "#run-state", "data-state")
+             == "finished")
+        assert run.stop() == 0
+    finally:
+        run.stop()
