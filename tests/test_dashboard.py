@@ -30,8 +30,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 FASTFLOW = shutil.which("fastflow", path=str(Path(sys.executable).parent)) or "fastflow"
 FLOW = Path(__file__).parent / "fixtures" / "dashboard_flow.py"
 HANG_GUARD = 120.0
-STEPS = ["dashboard.numbers", "dashboard.evens", "dashboard.by_digit", "dashboard.total",
-         "dashboard.out"]
+STEPS = ["digits.numbers", "digits.evens", "digits.by_digit", "digits.total", "digits.out"]
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +149,7 @@ def test_page_of_a_running_flow(browser, tmp_path):
         assert [e.get_attribute("data-edge") for e in edges] == [
             f"{a}->{b}" for a, b in zip(STEPS, STEPS[1:], strict=False)
         ]
-        assert text_of(browser, "#flow-id") == "dashboard"
+        assert text_of(browser, "#flow-id") == "digits"
         assert attribute(browser, "#run-state", "data-state") == "running"
 
         wait(browser, "item rates above 0 at every step", rates_flowing)
@@ -174,13 +173,13 @@ def test_page_of_a_running_flow(browser, tmp_path):
 
         assert text_of(browser, "#store-partitions") == "2"
         wait(browser, "live keys of the stateful step", lambda b: [
-            r["cells"] for r in rows(b, "live-keys")] == [["dashboard.total.stateful_batch", "5"]])
+            r["cells"] for r in rows(b, "live-keys")] == [["digits.total.stateful_batch", "5"]])
         assert [r["data"]["alive"] for r in rows(browser, "processes")] == ["true"]
         wait(browser, "items/s of process 0",
              lambda b: number(rows(b, "processes")[0]["cells"][3]) > 0)
         wait(browser, "items written by the sink", lambda b: [
             int(r["data"]["items"]) > 0 for r in rows(b, "sinks")
-            if r["data"]["sinkStep"] == "dashboard.out"] == [True])
+            if r["data"]["sinkStep"] == "digits.out"] == [True])
         shot = os.environ.get("FASTFLOW_DASHBOARD_SCREENSHOT")
         if shot:
             browser.save_screenshot(shot)
@@ -240,7 +239,7 @@ def test_page_of_a_store_at_rest(browser, tmp_path):
     status = subprocess.run([FASTFLOW, "recovery", "status", "db"], cwd=tmp_path, check=True,
                             capture_output=True, text=True, timeout=HANG_GUARD).stdout
     resume = int(re.search(r"next run resumes at epoch: (\d+)", status).group(1))
-    live = {step: keys for step, keys in re.findall(r"^  (dashboard\.\S+)\s+(\d+)", status, re.M)}
+    live = {step: keys for step, keys in re.findall(r"^  (digits\.\S+)\s+(\d+)", status, re.M)}
     assert live  # the source's positions, at least
 
     server = Server(["dashboard", "db", "--api", "127.0.0.1:0"], tmp_path,

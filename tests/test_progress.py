@@ -139,7 +139,7 @@ def test_run_progress_redraws_one_status_line_on_a_terminal(tmp_path, fastflow_c
     )
     os.close(slave)
     seen = b""
-    line = re.compile(rb"\rdashboard: running \| ([\d,]+) items/s \| epoch (\d+) \| committed (\d+)"
+    line = re.compile(rb"\rdigits: running \| ([\d,]+) items/s \| epoch (\d+) \| committed (\d+)"
                       rb" \| last commit [\d.]+ ms, [\d,]+ B")
     while True:  # until a line with items flowing and a commit; the pty ends if the run does
         try:
