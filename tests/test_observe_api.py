@@ -84,6 +84,10 @@ class ObservedRun:
         """Poll /status until ``done(status)``; a hang guard, not a timing assertion."""
         deadline = time.monotonic() + HANG_GUARD
         while True:
+            if self.proc.poll() is not None:
+                assert self.proc.stderr is not None
+                raise AssertionError("the run ended: " + "".join(self.err)
+                                     + self.proc.stderr.read())
             now = status(self.port)
             if done(now):
                 return now
@@ -124,8 +128,9 @@ def observed(tmp_path: Path):
         run.kill()
 
 
-@pytest.mark.parametrize("args", [[], ["-w", "2"], ["-p", "2"], ["-p", "2", "-w", "2"]],
-                         ids=["1 process", "-w 2", "-p 2", "-p 2 -w 2"])
+@pytest.mark.parametrize(
+    "args", [[], ["-w", "2"], ["-p", "2"], ["-p", "2", "-w", "2"], ["--ray", "-p", "2"]],
+    ids=["1 process", "-w 2", "-p 2", "-p 2 -w 2", "--ray -p 2"])
 def test_each_steps_counters_are_the_items_it_handled_summed_over_processes(observed, args):
     items = 250
     run = observed(items, *args)

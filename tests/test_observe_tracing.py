@@ -103,7 +103,8 @@ def run(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, timeout=300, env={**env, "OTLP_URL": url})
 
 
-@pytest.mark.parametrize("args", [[], ["-p", "2"]], ids=["1 process", "-p 2"])
+@pytest.mark.parametrize("args", [[], ["-p", "2"], ["--ray", "-p", "2"]],
+                         ids=["1 process", "-p 2", "--ray -p 2"])
 def test_a_runs_spans_are_one_trace_run_resume_epochs_commits_batches(tmp_path, collector,
                                                                        args):
     (tmp_path / "flow.py").write_text(TRACED)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -63,6 +64,10 @@ class ObservedRun:
         if self._options.api is not None:
             self._serve(*self._options.api)
         self._trace()
+        if "prometheus_client" in sys.modules:  # the flow has metrics of its own
+            from fastflow._observe.usermetrics import pickle_metrics_by_name
+
+            pickle_metrics_by_name()
         self._previous = hooks.install(self.observer)
         self.observer.started()
         return self

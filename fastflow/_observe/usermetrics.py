@@ -11,9 +11,12 @@ mean nothing.
 
 from __future__ import annotations
 
+import copyreg
 from collections.abc import Iterable, Iterator
+from typing import Any
 
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Counter, Enum, Gauge, Histogram, Info, Summary
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 
 ExportedFamily = tuple[str, str, str, str, list[tuple[str, dict[str, str], float]]]
@@ -54,3 +57,31 @@ def merged(exports: Iterable[list[ExportedFamily]]) -> Iterator[Metric]:
             family.add_sample(sample_name, dict(label_pairs), value)
         yield family
 
+
+
+def _metric_named(kind: type[MetricWrapperBase], name: str, documentation: str,
+                  labelnames: tuple[str, ...], unit: str, kwargs: dict[str, Any],
+                  labelvalues: tuple[str, ...]) -> MetricWrapperBase:
+    """The metric ``name`` of this process's registry, made on first use (see below)."""
+    found = REGISTRY._names_to_collectors.get(name)  # noqa: SLF001 - no public lookup
+    metric = found if isinstance(found, kind) else kind(
+        name, documentation, labelnames, unit=unit, **kwargs)
+    return metric.labels(*labelvalues) if labelvalues else metric
+
+
+def _reduce_metric(metric: MetricWrapperBase) -> tuple[Any, ...]:
+    return _metric_named, (type(metric), metric._name, metric._documentation,
+                           tuple(metric._labelnames), metric._unit, dict(metric._kwargs),
+                           tuple(metric._labelvalues))
+
+
+def pickle_metrics_by_name() -> None:
+    """Pickle the user's metrics as their names, so a Ray actor counts into its own.
+
+    A flow file's module-level ``Counter`` travels to Ray actors with the functions that
+    use it (Ray pickles the user's modules by value), and a metric holds a lock, which
+    does not pickle. By name, each actor gets (or makes) the metric of that name in its
+    own registry; its samples come back with its reports and are summed (:func:`merged`).
+    """
+    for kind in (Counter, Gauge, Histogram, Summary, Info, Enum):
+        copyreg.pickle(kind, _reduce_metric)
