@@ -72,6 +72,11 @@ class ObservedRun:
         self.observer.started()
         return self
 
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """Where the API listens (the port chosen, if 0 was asked); None without it."""
+        return None if self._server is None else self._server.address
+
     def _trace(self) -> None:
         """Start the run span, if the flow called ``setup_tracing``."""
         from fastflow.tracing import configured
