@@ -272,3 +272,35 @@ def test_the_api_variables_turn_it_on(tmp_path, variables, served):
     else:
         assert proc.returncode == 0, proc.stderr
         assert len(proc.stdout.splitlines()) == 5
+
+
+def _family(name: str) -> str:
+    for suffix in ("_bucket", "_count", "_sum", "_total"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def test_the_docs_and_the_grafana_dashboard_name_exactly_the_served_families(observed,
+                                                                              tmp_path):
+    subprocess.run([FASTFLOW, "init-recovery", "db", "1"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    run = observed(40, "-r", "db", "-s", "0.05", "-p", "2")
+    run.wait_for(lambda s: (s["epoch"]["committed"] or 0) >= 1)
+    run.counted(40)
+    served = {family.name for family in text_string_to_metric_families(
+        get(run.port, "/metrics").decode()) if family.name.startswith("fastflow_")}
+    run.finish()
+    docs = Path(__file__).parent.parent / "docs"
+    documented = {_family(name) for name in re.findall(
+        r"^\| `(fastflow_[a-z_]+)` \|", (docs / "observability.md").read_text(), re.M)}
+    assert documented == served
+    dashboard = json.loads((docs / "grafana" / "fastflow-dashboard.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = set()
+    for expr in exprs:
+        for alternatives, rest in re.findall(r"\$\{prefix\}_\(([a-z_|]+)\)([a-z_]+)", expr):
+            used |= {_family(f"fastflow_{name}{rest}") for name in alternatives.split("|")}
+        used |= {_family(f"fastflow_{name}") for name in
+                 re.findall(r"\$\{prefix\}_([a-z][a-z_]*)", expr)}
+    assert used and used <= served
