@@ -189,6 +189,8 @@ def test_page_of_a_running_flow(browser, tmp_path):
              == "finished")
         assert text_of(browser, "#run-state") == "finished"
         assert text_of(browser, "#run-error") == ""
+        ended = rows(browser, "processes")
+        assert [(r["cells"][2], r["dead"]) for r in ended] == [("ended", False)]
         browser.refresh()  # the page survives a reload and shows the end again
         wait(browser, "finished after a reload",
              lambda b: attribute(b, "#run-state", "data-state") == "finished"
