@@ -144,6 +144,8 @@ def test_each_steps_counters_are_the_items_it_handled_summed_over_processes(obse
     # every source partition's lag() says it has nothing left to emit
     assert scraped["fastflow_source_lag"]["observed.inp"] == 0
     assert scraped["fastflow_live_keys"]["observed.count.stateful_batch"] == 5  # even x % 10
+    sent = scraped["fastflow_exchange_items_sent_total"][""]
+    assert sent > 0 if ("-p" in args) else sent == 0  # keys owned by the other process
     done = run.finish()
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == items
