@@ -70,7 +70,7 @@ usage: fastflow run [-h] [-r DB_DIR] [-s SECONDS] [-b SECONDS] [-w WORKERS]
                     [-p PROCESSES] [--ray [ADDRESS]] [--max-restarts K]
                     [--ray-placement {spread,pack}] [--api [[HOST:]PORT]]
                     [--api-linger SECONDS] [--metrics-prefix PREFIX]
-                    [--log-level LEVEL]
+                    [--log-level LEVEL] [--progress]
                     IMPORT_STR
 """
 
