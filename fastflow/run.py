@@ -260,6 +260,7 @@ def _run(args: argparse.Namespace, prog: str) -> int:
             flow, observe, processes=args.processes,
             workers_per_process=args.workers_per_process, interval=args.snapshot_interval,
             store=args.recovery_directory, child_setup=logs.ChildLogging(observe.log_level),
+            progress=args.progress,
         )
         with observed, _status_line(observed, args.progress):
             cli_main(

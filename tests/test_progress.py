@@ -8,10 +8,12 @@ the command's own message), once with standard error piped (it must stay empty).
 import fcntl
 import os
 import re
+import select
 import shutil
 import struct
 import subprocess
 import termios
+import time
 from pathlib import Path
 from typing import List, Tuple
 
@@ -125,7 +127,9 @@ def test_upgrade_shows_a_bar_on_a_terminal_and_nothing_piped(tmp_path, fastflow_
 DASHBOARD_FLOW = Path(__file__).resolve().parent / "fixtures" / "dashboard_flow.py"
 
 
-def test_run_progress_redraws_one_status_line_on_a_terminal(tmp_path, fastflow_command):
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_run_progress_redraws_one_status_line_on_a_terminal(processes, tmp_path,
+                                                            fastflow_command):
     """The line shows items/s, the epoch and the last commit; the flow ends when it has."""
     subprocess.run([*fastflow_command, "init-recovery", "db", "1"], cwd=tmp_path, check=True,
                    capture_output=True, timeout=120)
@@ -133,7 +137,8 @@ def test_run_progress_redraws_one_status_line_on_a_terminal(tmp_path, fastflow_c
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))
     proc = subprocess.Popen(
-        [*fastflow_command, "run", str(DASHBOARD_FLOW), "-r", "db", "-s", "0.2", "--progress"],
+        [*fastflow_command, "run", str(DASHBOARD_FLOW), "-r", "db", "-s", "0.2", "--progress",
+         "-p", processes],
         cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
         env={**os.environ, "DASHBOARD_GATE": str(gate)},
     )
@@ -141,17 +146,21 @@ def test_run_progress_redraws_one_status_line_on_a_terminal(tmp_path, fastflow_c
     seen = b""
     line = re.compile(rb"\rdigits: running \| ([\d,]+) items/s \| epoch (\d+) \| committed (\d+)"
                       rb" \| last commit [\d.]+ ms, [\d,]+ B")
-    while True:  # until a line with items flowing and a commit; the pty ends if the run does
+    deadline = time.monotonic() + 120  # a hang guard: then the flow is ended, and we fail
+    found = []
+    while True:  # until a line with items flowing and a commit; the pty ends when the run does
+        if (found or time.monotonic() > deadline) and not gate.exists():
+            gate.touch()  # seen (or given up): now let the flow end
+        if not select.select([master], [], [], 0.5)[0]:
+            continue
         try:
             data = os.read(master, 65536)
-        except OSError:
+        except OSError:  # EIO: the run is over
+            break
+        if not data:
             break
         seen += data
         found = [m for m in line.finditer(seen) if int(m.group(1).replace(b",", b"")) > 0]
-        if found and not gate.exists():
-            gate.touch()  # seen: now let the flow end
-        if not data:
-            break
     os.close(master)
     assert proc.wait(timeout=120) == 0
     assert found, seen

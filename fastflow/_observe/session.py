@@ -46,13 +46,18 @@ class ObservedRun:
         interval: timedelta,
         store: Path | None,
         child_setup: Any = None,
+        progress: bool = False,
     ) -> None:
-        """Describe the run; nothing starts until the ``with`` block is entered."""
+        """Describe the run; nothing starts until the ``with`` block is entered.
+
+        ``progress``: ``--progress`` shows the processes' figures, so they are collected
+        even without the API.
+        """
         plan = flatten(flow)
         self.observer = Observer(
             RunInfo(flow.flow_id, {step.step_id: step.kind for step in plan}, processes,
                     workers_per_process, interval.total_seconds(), store),
-            child_setup, collect=options.api is not None,
+            child_setup, collect=options.api is not None or progress,
         )
         self._flow = flow
         self._options = options
