@@ -446,3 +446,30 @@ def test_sigkill_mid_stream_then_resume_equals_an_uninterrupted_run(ff, sandbox)
     assert ff("run", "sums.py", "-r", "db", "-s", "0.05") == ""
     assert sorted(sandbox.tmpdir.iterdir()) == left_behind
 
+
+
+def test_the_binary_serves_the_dashboard_page_from_inside_it(ff, sandbox):
+    import json
+    import re
+    import urllib.request
+
+    sandbox.write("numbers.py", HEADER + """
+flow = Dataflow("numbers")
+op.output("out", op.input("inp", flow, TestingSource(range(3))), StdOutSink())
+""")
+    ff("init-recovery", "db", "1")
+    ff("run", "numbers.py", "-r", "db")
+    proc = sandbox.start(sandbox.exe, "dashboard", "db", "--api", "127.0.0.1:0")
+    try:
+        line = proc.stdout.readline()
+        url = re.fullmatch(r"dashboard of db at (http://127\.0\.0\.1:\d+/) \(Ctrl-C stops it\)\n",
+                           line).group(1)
+        with urllib.request.urlopen(url, timeout=60) as page:
+            served = page.read()
+        assert served == (ROOT / "fastflow" / "_observe" / "dashboard.html").read_bytes()
+        with urllib.request.urlopen(url + "status", timeout=60) as status:
+            assert json.loads(status.read())["state"] == "at_rest"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 130
