@@ -66,6 +66,7 @@ def attribute(browser: WebDriver, selector: str, name: str) -> str:
 # Tables are redrawn on every update: read a table's rows in one script, as of one update.
 ROWS_SCRIPT = """return Array.from(document.querySelectorAll('#' + arguments[0] + ' tbody tr')).map(
   (row) => ({data: Object.assign({}, row.dataset), dead: row.classList.contains('dead'),
+             slow: row.classList.contains('slow'),
              cells: Array.from(row.cells).map((cell) => cell.textContent)}));"""
 
 
@@ -207,13 +208,17 @@ def children(pid: int) -> List[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def test_a_killed_process_of_p_2_shows_as_failed(browser, tmp_path):
-    run = start_run(tmp_path, "-p", "2")
+def test_a_slow_then_killed_process_of_p_2_stands_out(browser, tmp_path):
+    # Process 1 reads partition 1, which emits ten times slower than partition 0.
+    run = start_run(tmp_path, "-p", "2", env={"DASHBOARD_SLOW_MS": "200"})
     try:
         browser.get(run.url)
         wait(browser, "both processes alive", lambda b: [
             r["data"]["alive"] for r in rows(b, "processes")] == ["true", "true"])
         wait(browser, "item rates above 0 at every step", rates_flowing)
+        wait(browser, "process 1 marked slow", lambda b: [
+            (r["slow"], r["cells"][2]) for r in rows(b, "processes")
+        ] == [(False, "yes"), (True, "yes, slow")])
         workers = children(run.proc.pid)
         assert len(workers) == 2
         os.kill(workers[1], signal.SIGKILL)
