@@ -239,10 +239,14 @@ def test_page_of_a_store_at_rest(browser, tmp_path):
     subprocess.run([FASTFLOW, "init-recovery", "db", "2"], cwd=tmp_path, check=True,
                    capture_output=True, timeout=HANG_GUARD)
     (tmp_path / "gate").touch()  # one round, then the flow ends
-    for _ in range(2):  # two executions
+
+    def execution() -> None:
         subprocess.run([FASTFLOW, "run", str(FLOW), "-r", "db"], cwd=tmp_path, check=True,
                        capture_output=True, timeout=HANG_GUARD,
                        env={**os.environ, "DASHBOARD_GATE": str(tmp_path / "gate")})
+
+    execution()
+    execution()
     status = subprocess.run([FASTFLOW, "recovery", "status", "db"], cwd=tmp_path, check=True,
                             capture_output=True, text=True, timeout=HANG_GUARD).stdout
     resume = int(re.search(r"next run resumes at epoch: (\d+)", status).group(1))
@@ -263,6 +267,10 @@ def test_page_of_a_store_at_rest(browser, tmp_path):
         assert [r["data"]["execution"] for r in rows(browser, "executions")] == ["0", "1"]
         assert {r["cells"][0]: r["cells"][1] for r in rows(browser, "live-keys")} == live
         assert text_of(browser, "#store-partitions") == "2"
+        execution()  # the store changes under the page: it is read again
+        wait(browser, "a third execution", lambda b: [
+            r["data"]["execution"] for r in rows(b, "executions")] == ["0", "1", "2"])
+        assert number(text_of(browser, "#resume-epoch")) > resume
         assert server.stop() == 130
         wait(browser, "disconnected", lambda b: attribute(b, "#connection", "data-state")
              == "disconnected")
