@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 class RunHooks:
     """The events of a run; every method does nothing here, an observer overrides them."""
 
+    @property
+    def metered(self) -> bool:
+        """Whether the workers count and time their batches (``meter.py``): only if read."""
+        return False
+
     def for_child(self) -> RunHooks:
         """What a worker process on another machine (a Ray actor) installs; picklable."""
         return self

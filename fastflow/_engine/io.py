@@ -47,6 +47,7 @@ class InputNode:
         self._end = end
         self.meter = Meter()  # durations of ``next_batch`` calls; items out
         self.sizes = Buckets(SIZE_BOUNDS)  # items per ``next_batch`` call
+        self.metered = False  # whether to time ``next_batch`` (the worker says: meter.py)
         self.parts: list[_Part] = []
         if isinstance(source, FixedPartitionedSource):
             keys = call_user(step_id, "list_parts", source.list_parts)
@@ -84,7 +85,7 @@ class InputNode:
         """
         worked = False
         self.idle_poll = False
-        durations, sizes = self.meter.durations, self.sizes
+        metered = self.metered
         for entry in list(self.parts):
             if entry.awake is not None:
                 now = now or datetime.now(timezone.utc)
@@ -92,12 +93,14 @@ class InputNode:
                     continue
             part, what = entry.part, "next_batch"
             try:
-                started = time.perf_counter()
+                if metered:
+                    started = time.perf_counter()
                 batch = part.next_batch()
                 if type(batch) is not list:
                     batch = list(batch)
-                durations.add(time.perf_counter() - started)
-                sizes.add(len(batch))
+                if metered:
+                    self.meter.durations.add(time.perf_counter() - started)
+                    self.sizes.add(len(batch))
                 what = "next_awake"
                 entry.awake = part.next_awake()
             except StopIteration:  # from either: the partition has ended
@@ -287,6 +290,6 @@ class RoutedOutputNode(PartitionedOutputNode):
         merged: dict[int, list[Any]] = {}
         for index, values in batch:
             merged.setdefault(index, []).extend(values)
-        # ``run`` counted the groups as items: count the values instead.
+        # A metered ``push`` counted the groups as items: count the values instead.
         self.meter.items_in += sum(map(len, merged.values())) - len(batch)
         self._write_parts(merged.items())

@@ -1,18 +1,26 @@
 """Per-step counters, kept as plain numbers on the nodes and read when someone asks.
 
 Why this shape: a metrics library call per item (or even per batch) in the hot loop would
-cost more than many steps do. A node adds to its :class:`Meter` once per batch (items in
-and out, the batch's duration in a fixed set of buckets); the metrics layer
+cost more than many steps do. A metered node adds to its :class:`Meter` once per batch
+(items in and out, the batch's duration in a fixed set of buckets); the metrics layer
 (``fastflow/_observe``) reads the numbers at scrape time, from another thread: reading
 an int the loop is adding to is safe under the GIL, and at worst one batch behind.
+
+Nodes are metered only when the run is observed (``hooks.RunHooks.metered``: the API,
+``--progress`` or tracing): the worker then wraps a node's ``push`` and its emits
+(:meth:`Meter.metering`, :meth:`Meter.counting`); otherwise they run exactly as if no
+meter existed, because even a few hundred nanoseconds per batch show with small batches.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any
+
+Push = Callable[[list[Any]], None]
 
 DURATION_BOUNDS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 """Upper bounds (seconds) of the duration buckets; one more bucket holds the rest."""
@@ -70,7 +78,7 @@ class Meter:
         if self.sampler is not None:
             self.sampler(items, started, seconds)
 
-    def counting(self, push: Callable[[list[Any]], None]) -> Callable[[list[Any]], None]:
+    def counting(self, push: Push) -> Push:
         """``push``, counting the items of every batch it is given as this node's output."""
 
         def emit(batch: list[Any]) -> None:
@@ -78,3 +86,20 @@ class Meter:
             push(batch)
 
         return emit
+
+    def metering(self, push: Push) -> Push:
+        """A node's ``push``, counting each batch's items and timing it (and sampling it)."""
+        durations = self.durations
+        counts, bounds = durations.counts, durations.bounds
+
+        def metered(batch: list[Any]) -> None:
+            self.items_in += len(batch)
+            started = time.perf_counter()
+            push(batch)
+            took = time.perf_counter() - started
+            counts[bisect_right(bounds, took)] += 1
+            durations.total += took
+            if started >= self.sample_at:  # never, unless tracing is on
+                self.sampled(len(batch), started, took)
+
+        return metered

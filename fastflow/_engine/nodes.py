@@ -72,7 +72,7 @@ class Node:
         self._open_ups = up_count
         self._ended = False
         self._end = end
-        self.meter = Meter()  # the worker hands it the one that also counts what is emitted
+        self.meter = Meter()  # counts only if the worker metered the node (see meter.py)
 
     def push(self, batch: list[Any]) -> None:
         """Handle one non-empty batch from an upstream."""
@@ -95,15 +95,7 @@ class Node:
                 waiting += inbox
                 inbox.clear()
             # All that arrived this round is one batch, upstreams in order (as in Bytewax).
-            batch = waiting[0] if len(waiting) == 1 else list(chain.from_iterable(waiting))
-            meter = self.meter
-            meter.items_in += len(batch)
-            started = time.perf_counter()
-            self.push(batch)
-            took = time.perf_counter() - started
-            meter.durations.add(took)
-            if started >= meter.sample_at:  # never, unless tracing is on
-                meter.sampled(len(batch), started, took)
+            self.push(waiting[0] if len(waiting) == 1 else list(chain.from_iterable(waiting)))
         if self._open_ups == 0 and not self._ended:
             self._ended = True
             self.finish()

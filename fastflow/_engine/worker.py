@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from fastflow._cext.routing import split_by_worker, split_dict
+from fastflow._engine import hooks
 from fastflow._engine.exchange import Exchange, RoundRobin, Split, fan_out, local, nothing
 from fastflow._engine.io import InputNode, OutputNode, RoutedOutputNode, output_node
 from fastflow._engine.meter import Meter
@@ -51,8 +52,10 @@ Edge = Callable[[int], tuple[Push, End]]  # worker index -> emit and end into a 
 class Worker:
     """One worker's nodes of the plan: worker ``clock.worker_index`` of ``clock.worker_count``."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, metered: bool = False) -> None:
         self.clock = clock
+        self.metered = metered
+        """Whether the nodes count and time their batches (``meter.py``)."""
         self.inputs: list[InputNode] = []
         self.outputs: list[OutputNode] = []
         self.stateful: list[StatefulNode] = []
@@ -65,11 +68,12 @@ class Worker:
         """Add the node of ``step`` (``None`` for an input: it is polled, not run)."""
         kind, args, step_id = step.kind, step.args, step.step_id
         meter = Meter()
-        ports = {name: (meter.counting(push), end) for name, (push, end) in ports.items()}
+        if self.metered:
+            ports = {name: (meter.counting(push), end) for name, (push, end) in ports.items()}
         down, end = ports.get("down", (nothing, nothing))
         if kind == "input":
             source = InputNode(step_id, args["source"], self.clock, resume, down, end)
-            source.meter = meter
+            source.meter, source.metered = meter, self.metered
             self.inputs.append(source)
             return None
         node: Node
@@ -99,6 +103,8 @@ class Worker:
         else:
             raise AssertionError(f"unknown core step kind {kind!r}")
         node.meter = meter
+        if self.metered:
+            node.push = meter.metering(node.push)  # type: ignore[method-assign,assignment]
         self.nodes.append(node)
         return node
 
@@ -258,7 +264,8 @@ class Workers:
         peers: Peers | None = None,
     ) -> None:
         local = range(first, first + (worker_count if count is None else count))
-        self.workers = [Worker(Clock(epoch, i, worker_count)) for i in local]
+        metered = hooks.current().metered
+        self.workers = [Worker(Clock(epoch, i, worker_count), metered) for i in local]
         _build(plan, self.workers, resume, recording, peers)
         self.inputs: list[InputNode] = _by_position([w.inputs for w in self.workers])
         self.outputs: list[OutputNode] = _by_position([w.outputs for w in self.workers])

@@ -80,6 +80,11 @@ class ChildObserver(RunHooks):
         """Itself: it is already a worker process's."""
         return self
 
+    @property
+    def metered(self) -> bool:
+        """Whether anything reads the meters: the figures are sent, or batches traced."""
+        return self._collect or self._tracing is not None
+
     def in_child(self, process: int, control: Connection) -> None:
         """Remember the process index; set up what the coordinator asked for (logging)."""
         self._process = process
@@ -146,6 +151,11 @@ class Observer(RunHooks):
         """The run's spans, when the flow called ``setup_tracing``."""
 
     # -- the engine's events ------------------------------------------------------------
+
+    @property
+    def metered(self) -> bool:
+        """Whether anything reads the meters: the API or progress, or tracing."""
+        return self._collect or self.tracer is not None
 
     def for_child(self) -> RunHooks:
         """A worker process's hooks: report to this observer."""
