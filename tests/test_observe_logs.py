@@ -124,3 +124,16 @@ def test_a_childs_log_lines_reach_the_coordinators_stderr_whole_and_tagged(tmp_p
     rest = re.sub(r"\[process \d\] item (\d+) begins\nmiddle of \1\nend of \1\n", "",
                   done.stderr)
     assert "begins" not in rest and "middle" not in rest
+
+
+def test_info_logs_compaction_and_gc(tmp_path):
+    (tmp_path / "flow.py").write_text(KEYED.format(n=200))
+    assert run(tmp_path, "init-recovery", "db", "1").returncode == 0
+    done = run(tmp_path, "run", "flow.py", "-r", "db", "-s", "0", "--log-level", "INFO")
+    assert done.returncode == 0, done.stderr
+    messages = [line.split(" ", 2)[2] for line in done.stderr.splitlines()]
+    assert "INFO fastflow.recovery: compacted partition 0 of db" in messages
+    collected = [m for m in messages if m.startswith("INFO fastflow.recovery: collected")]
+    assert collected and all(re.fullmatch(
+        r"INFO fastflow\.recovery: collected partition 0 of db: epochs before \d+ are gone", m)
+        for m in collected)
