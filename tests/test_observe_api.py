@@ -306,3 +306,53 @@ def test_the_docs_and_the_grafana_dashboard_name_exactly_the_served_families(obs
         used |= {_family(f"fastflow_{name}") for name in
                  re.findall(r"\$\{prefix\}_([a-z][a-z_]*)", expr)}
     assert used and used <= served
+
+
+def _descendants(pid: int) -> List[int]:
+    """Every process below ``pid`` (Ray's raylet starts the actors under the driver)."""
+    children: Dict[int, List[int]] = defaultdict(list)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children[parent].append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children[todo.pop()]:
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _actors_of(pid: int) -> List[int]:
+    actors = []
+    for child in _descendants(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if command.startswith(b"ray::RayProcess"):
+            actors.append(child)
+    return actors
+
+
+def test_a_ray_restart_is_counted_and_the_final_status_served(observed, tmp_path):
+    subprocess.run([FASTFLOW, "init-recovery", "db", "2"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    run = observed(60, "--ray", "-p", "2", "-r", "db", "-s", "0.1", "--api-linger", "600")
+    run.counted(60)
+    run.wait_for(lambda s: (s["epoch"]["committed"] or 0) >= 1)
+    actors = _actors_of(run.proc.pid)  # this run's actors only: never another test's
+    assert len(actors) == 2, actors
+    os.kill(actors[-1], signal.SIGKILL)
+    restarted = run.wait_for(lambda s: s["processes"][0]["restarts"] == 1)
+    assert restarted["state"] == "running"
+    run.gate.touch()
+    final = run.wait_for(lambda s: s["state"] == "finished")
+    assert [p["restarts"] for p in final["processes"]] == [1, 1]
+    assert metrics(run.port)["fastflow_restarts_total"][""] == 1
+    run.proc.send_signal(signal.SIGINT)
+    assert run.proc.wait(timeout=HANG_GUARD) == 0
+    assert "restarting from the last committed epoch (restart 1 of 3)" in run.proc.stderr.read()
