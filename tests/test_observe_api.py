@@ -149,6 +149,11 @@ def test_each_steps_counters_are_the_items_it_handled_summed_over_processes(obse
     done = run.finish()
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == items
+    if "-p" in args:  # the mapper's warning, from each process (a Ray actor's too), tagged
+        readers = (0,) if "-w" in args else (0, 1)  # -w 2: process 0 reads both partitions
+        for process in readers:
+            assert re.search(rf"^\[process {process}\] first item mapped: \d+$", done.stderr,
+                             re.M), done.stderr
 
 
 def test_per_worker_labels_follow_bytewax(observed):
