@@ -56,6 +56,8 @@ class Case:
     """Epoch length, seconds."""
     retouch: bool = False
     """A resume row whose input has new values for every key, so every key changes again."""
+    api: bool = False
+    """Serve the dataflow API and scrape it every second while the flow runs."""
     target: str = ""
     engines: tuple = COLUMNS
     times: Dict[str, List[Optional[float]]] = field(default_factory=dict)
@@ -82,6 +84,11 @@ def cases(items: int, resume_keys: List[int]) -> List[Case]:
              target="fastflow <= 1.25x plain"),
         Case("keyed_100k_rec", "same, recovery on (-s 1)", "keyed_sum", 100_000,
              recovery=True, engines=("fastflow", "bytewax"), target="<= 1.10x recovery off"),
+        Case("stateless_api", "stateless chain, --api on, scraped every second", "stateless", 0,
+             api=True, engines=("fastflow",), target="<= 1.03x --api off"),
+        Case("keyed_100k_rec_api", "keyed 100k, recovery on, --api on, scraped every second",
+             "keyed_sum", 100_000, recovery=True, api=True, engines=("fastflow",),
+             target="<= 1.03x --api off"),
     ]
     for keys in resume_keys:
         rows.append(Case(f"resume_{keys}", f"resume from a store of {keys:,} keys", "keyed_sum",
@@ -133,6 +140,8 @@ class Runner:
         ]
         if case.retouch and not fresh_store:
             cmd.append("--shift")
+        if case.api:
+            cmd.append("--api")
         if case.recovery:
             cmd += ["--recovery-dir", str(self.store(case, engine))]
             if fresh_store or not case.resume:
@@ -224,6 +233,13 @@ def table(rows: List[Case], timeout: float, metric: str) -> str:
             f"{_ratio(median(on, 'fastflow'), median(off, 'fastflow'))}, Bytewax "
             f"{_ratio(median(on, 'bytewax'), median(off, 'bytewax'))} (target: fastflow <= 1.10x)"
         )
+    for off_name, on_name in (("stateless", "stateless_api"),
+                              ("keyed_100k_rec", "keyed_100k_rec_api")):
+        off, on = by_name.get(off_name), by_name.get(on_name)
+        if off and on:
+            notes.append(f"--api on / off ({off_name}): fastflow "
+                         f"{_ratio(median(on, 'fastflow'), median(off, 'fastflow'))} "
+                         "(target <= 1.03x)")
     for size in ("100k", "1m"):
         off, on = by_name.get(f"once_{size}"), by_name.get(f"once_{size}_rec")
         if off and on and median(off, "fastflow") and median(on, "fastflow"):

@@ -20,6 +20,7 @@ from typing import Any
 import fastflow
 from fastflow._pythonpath import add_python_path_argument, extend_sys_path
 from fastflow._stdout import guard_stdout
+from fastflow.dashboard import DASHBOARD_DESCRIPTION, add_dashboard_arguments, dashboard_command
 from fastflow.recovery import INIT_DESCRIPTION, add_init_arguments, init_command
 from fastflow.run import (
     EXIT_BAD_INPUT,
@@ -44,7 +45,7 @@ class _Version(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, help=help)
 
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
-        from fastflow._store.partitions import SCHEMA_VERSION  # not paid by other commands
+        from fastflow._store_tools import SCHEMA_VERSION  # not paid by other commands
 
         print(f"fastflow {fastflow.__version__} (recovery store format {SCHEMA_VERSION})")
         parser.exit()
@@ -108,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
         "imports by itself.",
     )
     compat.add_argument("action", choices=("enable", "disable"))
+    add_dashboard_arguments(
+        commands.add_parser(
+            "dashboard", help="serve the dashboard page of a recovery store at rest",
+            description=DASHBOARD_DESCRIPTION,
+        )
+    )
     return parser
 
 
@@ -220,14 +227,16 @@ def _recovery_export(args: argparse.Namespace) -> int:
 
 
 def _recovery_import(args: argparse.Namespace) -> int:
+    from fastflow._progress import reading
     from fastflow._store_tools import Trust, import_state
 
     trust = Trust(pickles=args.allow_pickle, imports=args.allow_import)
     if args.file == "-":
-        done = import_state(args.db_dir, sys.stdin.buffer, trust)
+        with reading(sys.stdin.buffer, "importing") as counted:
+            done = import_state(args.db_dir, counted, trust)
     else:
-        with open(args.file, "rb") as lines:
-            done = import_state(args.db_dir, lines, trust)
+        with open(args.file, "rb") as lines, reading(lines, "importing") as counted:
+            done = import_state(args.db_dir, counted, trust)
     if done.epoch is None:
         print(f"{args.file} holds no state lines; nothing was changed")
     else:
@@ -378,6 +387,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return visualize_command(args, f"{PROG} visualize")
     if args.command == "compat":
         return _compat(args)
+    if args.command == "dashboard":
+        return dashboard_command(args, f"{PROG} dashboard")
     if args.recovery_command == "upgrade":
         return _recovery_upgrade(args)
     if args.recovery_command in _STATE_COMMANDS:

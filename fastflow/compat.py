@@ -8,8 +8,8 @@ and every ``bytewax.x`` are the very module objects ``fastflow`` and
 ``fastflow.x``, so ``import bytewax.operators as op`` binds ``fastflow.operators``.
 
 When Bytewax is installed, ``bytewax`` is Bytewax and this hook stays out of
-the way. A ``bytewax`` module that fastflow has no counterpart for (such as
-``bytewax.tracing``) fails to import with a message saying so.
+the way. A ``bytewax`` module that fastflow has no counterpart for fails to import
+with a message saying so.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -23,9 +24,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from fastflow._stdout import guard_stdout, report_stdout_closed
 
 if TYPE_CHECKING:  # imported lazily at run time, to keep start-up small
+    from fastflow._observe.session import ObservedRun
     from fastflow._runtime.execute import RayOptions
     from fastflow.dataflow import Dataflow
     from fastflow.recovery import RecoveryConfig
+    from fastflow.visualize import to_json
 
 __all__ = ["RayOptions", "cli_main", "main"]
 
@@ -177,6 +180,24 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--ray-timeout", type=_positive_seconds, metavar="SECONDS",
         help="give up if the Ray cluster does not answer within SECONDS (default: 30)",
     )
+    from fastflow._observe.options import add_observe_arguments
+
+    add_observe_arguments(parser)
+    parser.add_argument(
+        "--progress", action="store_true",
+        help="show one status line on stderr, redrawn every second (items/s, epoch, last "
+        "commit), when stderr is a terminal",
+    )
+
+
+def _status_line(observed: ObservedRun, wanted: bool) -> AbstractContextManager[object]:
+    """``--progress``: the status line, made of what ``/status`` shows."""
+    if not wanted:
+        return nullcontext()
+    from fastflow._observe.status import StatusView
+    from fastflow._progress import StatusLine
+
+    return StatusLine(StatusView(observed.observer).status)
 
 
 class _BadInput(Exception):
@@ -260,6 +281,9 @@ def _stdout_closed(error: BaseException) -> bool:
 
 def _run(args: argparse.Namespace, prog: str) -> int:
     from fastflow._locate import FlowImportFailed, FlowNotFound, locate_dataflow
+    from fastflow._observe import logs
+    from fastflow._observe.options import BadOption, resolve
+    from fastflow._observe.session import ApiUnavailable, ObservedRun
     from fastflow._runtime.execute import RayOptions
     from fastflow._tracebacks import one_line
     from fastflow._tracebacks import user_error as innermost
@@ -289,6 +313,12 @@ def _run(args: argparse.Namespace, prog: str) -> int:
             "run several processes on this machine with -p N, or on a Ray cluster with "
             "--ray (docs/distributed.md)"
         )
+    try:
+        observe = resolve(args)
+    except BadOption as ex:
+        raise _BadInput(str(ex)) from None
+    logs.configure(observe.log_level)
+    logs.warn_bytewax_variables()
     import fastflow.compat  # noqa: F401 - `bytewax` imports get fastflow if Bytewax is absent
 
     try:
@@ -297,6 +327,10 @@ def _run(args: argparse.Namespace, prog: str) -> int:
         raise _BadInput(str(ex)) from None
     except FlowImportFailed as ex:
         assert ex.__cause__ is not None
+        from fastflow.tracing import TracingUnavailable
+
+        if isinstance(ex.__cause__, TracingUnavailable):  # setup_tracing without the extra
+            raise _BadInput(str(ex.__cause__)) from None
         _print_user_traceback(ex.__cause__)
         raise _BadInput(str(ex)) from None
     recovery = (
@@ -306,19 +340,28 @@ def _run(args: argparse.Namespace, prog: str) -> int:
                             trust_store_pickles=_trust_store_pickles(args))
     )
     try:
-        cli_main(
-            flow,
-            processes=args.processes,
-            workers_per_process=args.workers_per_process,
-            epoch_interval=args.snapshot_interval,
-            recovery_config=recovery,
-            ray=None if args.ray_address is None else RayOptions(
-                args.ray_address or None,
-                3 if args.max_restarts is None else args.max_restarts,
-                args.ray_placement or "spread",
-                30.0 if args.ray_timeout is None else args.ray_timeout,
-            ),
+        observed = ObservedRun(
+            flow, observe, processes=args.processes,
+            workers_per_process=args.workers_per_process, interval=args.snapshot_interval,
+            store=args.recovery_directory, child_setup=logs.ChildLogging(observe.log_level),
+            progress=args.progress, describe=to_json,
         )
+        with observed, _status_line(observed, args.progress):
+            cli_main(
+                flow,
+                processes=args.processes,
+                workers_per_process=args.workers_per_process,
+                epoch_interval=args.snapshot_interval,
+                recovery_config=recovery,
+                ray=None if args.ray_address is None else RayOptions(
+                    args.ray_address or None,
+                    3 if args.max_restarts is None else args.max_restarts,
+                    args.ray_placement or "spread",
+                    30.0 if args.ray_timeout is None else args.ray_timeout,
+                ),
+            )
+    except ApiUnavailable as ex:
+        raise _BadInput(str(ex)) from None
     except (RayUnavailable, TooManyProcesses) as ex:
         raise _BadInput(str(ex)) from None
     except StoreWriteError as ex:  # the run started, then the disk failed it

@@ -92,3 +92,23 @@ class Sandbox:
 @pytest.fixture
 def sandbox(tmp_path: Path, binary: Path) -> Sandbox:
     return Sandbox(tmp_path, binary)
+
+
+@pytest.fixture
+def ff(sandbox: Sandbox):
+    """Run the binary in the sandbox; fail unless it exits 0; return its stdout."""
+
+    def run(*args: object, **env: str) -> str:
+        proc = sandbox.run(sandbox.exe, *args, **env)
+        assert proc.returncode == 0, f"fastflow {args} exited {proc.returncode}:\n{proc.stderr}"
+        return proc.stdout
+
+    return run
+
+
+HEADER = """\
+import fastflow.operators as op
+from fastflow.connectors.stdio import StdOutSink
+from fastflow.dataflow import Dataflow
+from fastflow.testing import TestingSource
+"""

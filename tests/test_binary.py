@@ -16,34 +16,15 @@ from typing import Dict, Iterator, List, Tuple
 
 import _binary
 import pytest
-from _binary import ROOT, Sandbox
+from _binary import HEADER, ROOT, Sandbox
 
 import fastflow
 import fastflow.cli
 
 binary = _binary.binary  # the fixtures the binary test modules share
 sandbox = _binary.sandbox
+ff = _binary.ff
 pytestmark = _binary.pytestmark
-
-
-@pytest.fixture
-def ff(sandbox: Sandbox):
-    """Run the binary in the sandbox; fail unless it exits 0; return its stdout."""
-
-    def run(*args: object, **env: str) -> str:
-        proc = sandbox.run(sandbox.exe, *args, **env)
-        assert proc.returncode == 0, f"fastflow {args} exited {proc.returncode}:\n{proc.stderr}"
-        return proc.stdout
-
-    return run
-
-
-HEADER = """\
-import fastflow.operators as op
-from fastflow.connectors.stdio import StdOutSink
-from fastflow.dataflow import Dataflow
-from fastflow.testing import TestingSource
-"""
 
 
 def test_version_is_the_packages(ff, sandbox, fastflow_command):
@@ -371,3 +352,30 @@ def test_sigkill_mid_stream_then_resume_equals_an_uninterrupted_run(ff, sandbox)
     assert ff("run", "sums.py", "-r", "db", "-s", "0.05") == ""
     assert sorted(sandbox.tmpdir.iterdir()) == left_behind
 
+
+
+def test_the_binary_serves_the_dashboard_page_from_inside_it(ff, sandbox):
+    import json
+    import re
+    import urllib.request
+
+    sandbox.write("numbers.py", HEADER + """
+flow = Dataflow("numbers")
+op.output("out", op.input("inp", flow, TestingSource(range(3))), StdOutSink())
+""")
+    ff("init-recovery", "db", "1")
+    ff("run", "numbers.py", "-r", "db")
+    proc = sandbox.start(sandbox.exe, "dashboard", "db", "--api", "127.0.0.1:0")
+    try:
+        line = proc.stdout.readline()
+        url = re.fullmatch(r"dashboard of db at (http://127\.0\.0\.1:\d+/) \(Ctrl-C stops it\)\n",
+                           line).group(1)
+        with urllib.request.urlopen(url, timeout=60) as page:
+            served = page.read()
+        assert served == (ROOT / "fastflow" / "_observe" / "dashboard.html").read_bytes()
+        with urllib.request.urlopen(url + "status", timeout=60) as status:
+            assert json.loads(status.read())["state"] == "at_rest"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 130

@@ -23,6 +23,10 @@ LAYERS: list[tuple[str, str]] = [
     ("fastflow._runtime", "runtime"),
     ("fastflow._engine", "formats"),
     ("fastflow._contracts", "contracts"),
+    ("fastflow._hooks", "hooks"),
+    ("fastflow._progress", "progress"),
+    ("fastflow._observe.at_rest", "cli"),  # the page of a store at rest reads the tools
+    ("fastflow._observe", "observe"),
     ("fastflow._tracebacks", "tracebacks"),
     ("fastflow.errors", "errors"),
     ("fastflow.dataflow", "api"),
@@ -31,6 +35,7 @@ LAYERS: list[tuple[str, str]] = [
     ("fastflow.operators", "operators"),
     ("fastflow.connectors", "connectors"),
     ("fastflow.cli", "cli"),
+    ("fastflow.dashboard", "cli"),  # `fastflow dashboard`: a store at rest, through the tools
     ("fastflow.__main__", "cli"),
     ("fastflow", "facade"),  # the package, recovery, run, testing, visualize, compat, ...
 ]
@@ -38,18 +43,22 @@ LAYERS: list[tuple[str, str]] = [
 # Layer -> the layers its modules may import (its own is always allowed).
 ALLOWED: dict[str, set[str]] = {
     "cext": set(),
-    "store": {"cext"},
-    "store_tools": {"store", "cext"},
+    "hooks": set(),
+    "progress": set(),
+    "store": {"cext", "hooks"},
+    "store_tools": {"store", "cext", "progress"},
     "errors": {"store"},  # re-exports the store's errors
     "formats": set(),
     "contracts": set(),
     "api": set(),
     "tracebacks": {"errors"},
-    "runtime": {"store", "cext", "contracts", "formats", "errors", "api", "tracebacks"},
+    "runtime": {"store", "cext", "contracts", "formats", "errors", "api", "tracebacks", "hooks"},
+    "observe": {"runtime", "store", "cext", "errors", "api", "hooks", "progress", "tracebacks"},
     "operators": {"api", "contracts", "cext"},
     "connectors": {"api", "operators"},
-    "facade": {"runtime", "store", "cext", "errors", "api", "tracebacks"},
-    "cli": {"facade", "store_tools", "errors"},
+    "facade": {"runtime", "store", "cext", "errors", "api", "tracebacks", "observe", "hooks",
+               "progress"},
+    "cli": {"facade", "store_tools", "errors", "observe", "progress"},
 }
 
 

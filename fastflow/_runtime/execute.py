@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+from fastflow import _hooks as hooks
 from fastflow._runtime.distributed.process_limit import check_process_count
 from fastflow._runtime.distributed.processes import run_processes
 from fastflow._runtime.plan import CoreStep, flatten
-from fastflow._runtime.snapshot import Recorded, Restore, encode_epoch, load_resume
+from fastflow._runtime.snapshot import Recorded, Restore, encode_epoch, resume_state
 from fastflow._runtime.worker import LocalPacer, Workers
 from fastflow._store.committer import EpochCommitter
 from fastflow._store.config import RecoveryConfig
@@ -69,7 +71,9 @@ def run_flow(
         if processes > 1:
             run_processes(plan, processes, worker_count, interval, None, 0)
         else:
-            Workers(plan, worker_count, 1, {}, recording=False).run(LocalPacer(interval, None))
+            workers = Workers(plan, worker_count, 1, {}, recording=False)
+            hooks.current().workers_built(workers)
+            workers.run(LocalPacer(interval, None))
         return
     backup_epochs = _backup_epochs(recovery_config, interval)
     restore = _restore(plan, recovery_config)
@@ -78,15 +82,19 @@ def run_flow(
             run_processes(plan, processes, worker_count, interval, store, backup_epochs,
                           restore)
             return
-        resume = load_resume(store, store.plan().epoch, restore)  # before anything is written
+        resume = resume_state(store, store.plan().epoch, restore)  # before anything is written
         start = store.start_execution(worker_count=worker_count)
         committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
         try:
             committer.compact()  # what the last run left, while this one starts
             workers = Workers(plan, worker_count, start.epoch, resume, recording=True)
+            hooks.current().workers_built(workers)
 
             def commit(epoch: int, recorded: list[tuple[int, Recorded]], last: bool) -> None:
-                committer.commit(epoch, encode_epoch(recorded, store.part_count), last=last)
+                started = time.perf_counter()
+                changes = encode_epoch(recorded, store.part_count)
+                hooks.current().encoded(epoch, time.perf_counter() - started)
+                committer.commit(epoch, changes, last=last)
 
             workers.run(LocalPacer(interval, commit))
             committer.wait()

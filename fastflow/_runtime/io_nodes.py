@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
 from fastflow._cext.routing import check_keyed
+from fastflow._runtime.meter import SIZE_BOUNDS, Buckets, Meter
 from fastflow._runtime.nodes import Changes, Clock, End, Node, Push, call_user, user_error
 from fastflow._runtime.repeats import SnapshotChanges
 from fastflow.inputs import (
@@ -44,6 +46,9 @@ class InputNode:
         self.step_id = step_id
         self._down = down
         self._end = end
+        self.meter = Meter()  # durations of ``next_batch`` calls; items out
+        self.sizes = Buckets(SIZE_BOUNDS)  # items per ``next_batch`` call
+        self.metered = False  # whether to time ``next_batch`` (the worker says: meter.py)
         self.parts: list[_Part] = []
         if isinstance(source, FixedPartitionedSource):
             keys = call_user(step_id, "list_parts", source.list_parts)
@@ -82,6 +87,7 @@ class InputNode:
         """
         worked = False
         self.idle_poll = False
+        metered = self.metered
         for entry in list(self.parts):
             if entry.awake is not None:
                 now = now or datetime.now(timezone.utc)
@@ -89,9 +95,14 @@ class InputNode:
                     continue
             part, what = entry.part, "next_batch"
             try:
+                if metered:
+                    started = time.perf_counter()
                 batch = part.next_batch()
                 if type(batch) is not list:
                     batch = list(batch)
+                if metered:
+                    self.meter.durations.add(time.perf_counter() - started)
+                    self.sizes.add(len(batch))
                 what = "next_awake"
                 entry.awake = part.next_awake()
             except StopIteration:  # from either: the partition has ended
@@ -283,4 +294,6 @@ class RoutedOutputNode(PartitionedOutputNode):
         merged: dict[int, list[Any]] = {}
         for index, values in batch:
             merged.setdefault(index, []).extend(values)
+        # A metered ``push`` counted the groups as items: count the values instead.
+        self.meter.items_in += sum(map(len, merged.values())) - len(batch)
         self._write_parts(merged.items())

@@ -21,6 +21,7 @@ from fastflow._cext import state
 from fastflow._cext.ops import branch_items
 from fastflow._cext.routing import RoutingError
 from fastflow._contracts import ExpiringBuilder, FoldSpec, MapSpec
+from fastflow._runtime.meter import Meter
 from fastflow._runtime.ttl import Expiry, keys_of, plain
 from fastflow.errors import FastflowRuntimeError
 
@@ -71,6 +72,7 @@ class Node:
         self._open_ups = up_count
         self._ended = False
         self._end = end
+        self.meter = Meter()  # counts only if the worker metered the node (see meter.py)
 
     def push(self, batch: list[Any]) -> None:
         """Handle one non-empty batch from an upstream."""

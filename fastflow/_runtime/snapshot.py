@@ -9,11 +9,13 @@ the store's change sets back into each step's state.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from fastflow import _hooks as hooks
 from fastflow._cext.codec import (
     StateDecodeError,
     UnencodableError,
@@ -107,6 +109,17 @@ def load_resume(store: RecoveryStore, epoch: int, restore: Restore | None = None
         except StateDecodeError as ex:
             raise _untrusted(store.db_dir, step_id, ex) from None
         merge_change_set(resume, step_id, sets, deleted)
+    return resume
+
+
+def resume_state(
+    store: RecoveryStore, epoch: int, restore: Restore | None = None
+) -> ResumeState:
+    """:func:`load_resume` for a run starting at ``epoch``, told to the run's hooks."""
+    started = time.perf_counter()
+    resume = load_resume(store, epoch, restore)
+    keys = sum(len(states) for states in resume.values())
+    hooks.current().resumed(epoch, keys, time.perf_counter() - started)
     return resume
 
 

@@ -20,9 +20,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
+from fastflow import _hooks as hooks
 from fastflow._cext.routing import split_by_worker, split_dict
 from fastflow._runtime.exchange import Exchange, RoundRobin, Split, fan_out, local, nothing
 from fastflow._runtime.io_nodes import InputNode, OutputNode, RoutedOutputNode, output_node
+from fastflow._runtime.meter import Meter
 from fastflow._runtime.nodes import (
     BranchNode,
     Clock,
@@ -50,8 +52,10 @@ Edge = Callable[[int], tuple[Push, End]]  # worker index -> emit and end into a 
 class Worker:
     """One worker's nodes of the plan: worker ``clock.worker_index`` of ``clock.worker_count``."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, metered: bool = False) -> None:
         self.clock = clock
+        self.metered = metered
+        """Whether the nodes count and time their batches (``meter.py``)."""
         self.inputs: list[InputNode] = []
         self.outputs: list[OutputNode] = []
         self.stateful: list[StatefulNode] = []
@@ -63,9 +67,14 @@ class Worker:
     ) -> Node | None:
         """Add the node of ``step`` (``None`` for an input: it is polled, not run)."""
         kind, args, step_id = step.kind, step.args, step.step_id
+        meter = Meter()
+        if self.metered:
+            ports = {name: (meter.counting(push), end) for name, (push, end) in ports.items()}
         down, end = ports.get("down", (nothing, nothing))
         if kind == "input":
-            self.inputs.append(InputNode(step_id, args["source"], self.clock, resume, down, end))
+            source = InputNode(step_id, args["source"], self.clock, resume, down, end)
+            source.meter, source.metered = meter, self.metered
+            self.inputs.append(source)
             return None
         node: Node
         if kind == "output":
@@ -93,6 +102,9 @@ class Worker:
             node = stateful
         else:
             raise AssertionError(f"unknown core step kind {kind!r}")
+        node.meter = meter
+        if self.metered:
+            node.push = meter.metering(node.push)  # type: ignore[method-assign,assignment]
         self.nodes.append(node)
         return node
 
@@ -252,7 +264,8 @@ class Workers:
         peers: Peers | None = None,
     ) -> None:
         local = range(first, first + (worker_count if count is None else count))
-        self.workers = [Worker(Clock(epoch, i, worker_count)) for i in local]
+        metered = hooks.current().metered
+        self.workers = [Worker(Clock(epoch, i, worker_count), metered) for i in local]
         _build(plan, self.workers, resume, recording, peers)
         self.inputs: list[InputNode] = _by_position([w.inputs for w in self.workers])
         self.outputs: list[OutputNode] = _by_position([w.outputs for w in self.workers])

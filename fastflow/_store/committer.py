@@ -10,11 +10,16 @@ as the ``StoreWriteError`` that stopped it. sqlite3 releases the GIL while SQLit
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from fastflow import _hooks as hooks
 from fastflow._store.changesets import ChangeSet
 from fastflow._store.store import RecoveryStore
+
+log = logging.getLogger("fastflow.recovery")
 
 
 class EpochCommitter:
@@ -46,7 +51,14 @@ class EpochCommitter:
 
         def write() -> None:
             gc_before = epoch - 1 - self._backup_epochs
+            started = time.perf_counter()
             self._store.commit(epoch, self._workers, changes, gc_before=gc_before)
+            seconds = time.perf_counter() - started
+            size = sum(len(change.blob) for sets in changes for change in sets)
+            keys = sum(change.key_count for sets in changes for change in sets)
+            log.debug("epoch %d committed: %d key(s), %d byte(s) in %.6f s",
+                      epoch, keys, size, seconds)
+            hooks.current().committed(epoch, seconds, size, keys)
             if not last:
                 self._compact_all()
 
@@ -73,4 +85,5 @@ class EpochCommitter:
 
     def _compact_all(self) -> None:
         for index in range(self._store.part_count):
-            self._store.compact(index)
+            if self._store.compact(index):
+                log.info("compacted partition %d of %s", index, self._store.db_dir)

@@ -30,6 +30,7 @@ The store is a compacted changelog, per partition:
 from __future__ import annotations
 
 import itertools
+import logging
 import operator
 import sqlite3
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -63,6 +64,8 @@ MAX_DELTAS = 1000
 
 CHUNK_KEYS = 65536
 """Most keys in one change-set blob: bounds a blob's size and the memory to read it."""
+
+log = logging.getLogger("fastflow.recovery")
 
 
 @dataclass(frozen=True)
@@ -446,6 +449,8 @@ class RecoveryStore:
                 horizon = self._collect(part, gc_before)
         if horizon is not None:
             part.gc_horizon = horizon
+            log.info("collected partition %d of %s: epochs before %d are gone", part.index,
+                     self.db_dir, horizon)
 
     def _complete_from(self, conn: sqlite3.Connection, epoch: int) -> bool:
         """Whether change sets of ``epoch`` are complete state: a base, not a delta.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastflow._store.partitions import SCHEMA_VERSION
 from fastflow._store_tools.backup import backup_store
 from fastflow._store_tools.export import export_state, get_state
-from fastflow._store_tools.import_state import Trust, import_state
+from fastflow._store_tools.importer import Trust, import_state
 from fastflow._store_tools.repartition import repartition_store
 from fastflow._store_tools.status import format_status, read_status
 from fastflow._store_tools.upgrade import upgrade_store

@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastflow._progress import by_size
 from fastflow._store.errors import InconsistentPartitionsError, PartitionsExistError, RecoveryError
 from fastflow._store.partitions import (
     connect_ro,
@@ -135,7 +136,8 @@ def _copy(paths: list[Path], building: Path) -> None:
         for source in sources:
             source.execute("BEGIN")
             source.execute("SELECT count(*) FROM frontiers").fetchone()  # pins the snapshot
-        for path, source in zip(paths, sources, strict=True):
+        pairs = zip(paths, sources, strict=True)
+        for path, source in by_size(pairs, lambda pair: pair[0], "backing up"):
             create_private_file(building / path.name)
             copy = sqlite3.connect(building / path.name, isolation_level=None)
             try:

@@ -22,6 +22,7 @@ from typing import IO
 
 import orjson
 
+from fastflow._progress import by_size
 from fastflow._store.reader import check_step, live_states, no_gc, partition_of, resume_epoch
 from fastflow._store.store import CHUNK_KEYS, RecoveryStore
 
@@ -41,7 +42,7 @@ def export_lines(
         home = partition_of(key, store.part_count)
         indexes = range(home, home + 1)
     dumps = orjson.dumps
-    for index in indexes:
+    for index in by_size(indexes, store.paths.__getitem__, "exporting"):
         live = live_states(store, index, epoch, step_id, key)
         for step in sorted(live):
             states = live.pop(step)

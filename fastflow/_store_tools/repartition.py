@@ -34,6 +34,7 @@ from pathlib import Path
 import orjson
 
 from fastflow._cext.routing import split_dict
+from fastflow._progress import by_size
 from fastflow._store.errors import RecoveryError
 from fastflow._store.partitions import (
     PART_RE,
@@ -47,7 +48,7 @@ from fastflow._store.partitions import (
 )
 from fastflow._store.reader import live_states
 from fastflow._store.store import Execution, RecoveryStore
-from fastflow._store_tools.import_state import change_sets
+from fastflow._store_tools.importer import change_sets
 
 _STORE_FILE = re.compile(f"{PART_RE.pattern}({'|'.join(SIDE_FILES)})?")
 """A partition file or one of SQLite's files beside it: what a store directory may hold."""
@@ -121,7 +122,8 @@ def _build(db_dir: Path, building: Path, count: int) -> Repartitioned:
                 _write_history(conn, history, resume)
             chunks: dict[tuple[int, str], int] = {}  # (new partition, step) -> blobs so far
             keys = 0
-            for index in range(store.part_count):
+            for index in by_size(range(store.part_count), store.paths.__getitem__,
+                                 "repartitioning"):
                 live = live_states(store, index, resume)
                 for step_id in sorted(live):
                     states = live.pop(step_id)

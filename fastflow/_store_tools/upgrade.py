@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from fastflow._progress import by_size
 from fastflow._store.partitions import (
     CHANGESETS_TABLE,
     SCHEMA_VERSION,
@@ -65,7 +66,7 @@ def upgrade_store(db_dir: Path | str) -> Upgrade:
     check_writable(db_dir, files)
     lock = DirLock(files[0])
     try:
-        for index in old:
+        for index in by_size(old, files.__getitem__, "upgrading"):
             _convert(files[index], plan.epoch)
     finally:
         lock.release()

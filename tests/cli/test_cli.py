@@ -71,7 +71,9 @@ RUN_USAGE = """\
 usage: fastflow run [-h] [-r DB_DIR] [-s SECONDS] [-b SECONDS] [-w WORKERS]
                     [-p PROCESSES] [--trust-store-pickles] [--ray [ADDRESS]]
                     [--max-restarts K] [--ray-placement {spread,pack}]
-                    [--ray-timeout SECONDS]
+                    [--ray-timeout SECONDS] [--api [[HOST:]PORT]]
+                    [--api-linger SECONDS] [--metrics-prefix PREFIX]
+                    [--log-level LEVEL] [--progress]
                     IMPORT_STR
 """
 

@@ -285,7 +285,7 @@ def test_an_import_of_blank_lines_leaves_every_byte_of_the_store(
 def test_an_overlong_import_line_is_refused(
     tmp_path: Path, cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fastflow._store_tools import import_state as state_edit
+    from fastflow._store_tools import importer as state_edit
 
     db_dir = flow_store(tmp_path, cli)
     before = digest(db_dir)

@@ -20,7 +20,8 @@ from datetime import timedelta
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
-from fastflow._runtime.snapshot import Restore, ResumeState, load_resume
+from fastflow import _hooks as hooks
+from fastflow._runtime.snapshot import Restore, ResumeState, resume_state
 from fastflow._store.changesets import ChangeSet
 from fastflow._store.committer import EpochCommitter
 from fastflow._store.store import RecoveryStore
@@ -127,6 +128,7 @@ class Coordinator:
                 raise failed
             if closing is not None and closing.finished:
                 self._epoch += 1
+                hooks.current().epoch_started(self._epoch)
                 if closing.last:
                     break
                 closing = None
@@ -156,6 +158,7 @@ class Coordinator:
                 closing.confirming = None
         elif kind == "changes":
             closing.changes[process] = pickle.loads(message[2])
+            hooks.current().encoded(closing.epoch, message[3])
             if len(closing.changes) == self._processes:
                 assert self._committer is not None
                 merged = _merge(closing.changes.values())
@@ -182,6 +185,11 @@ class Coordinator:
         if message[0] == "output":  # a process without a terminal of its own printed
             sys.stdout.write(message[1])
             sys.stdout.flush()
+        elif message[0] == "log":  # a line it logged (``_observe/logs.py``), whole
+            sys.stderr.write(message[1])
+            sys.stderr.flush()
+        elif message[0] == "metrics":
+            hooks.current().reported(process, message[1])
         return message
 
     def _receive_pending(self, process: int, control: Connection) -> None:
@@ -260,7 +268,7 @@ def run_group(
         Coordinator(start(1, {}, False, 0), interval, 1, None).run()
         return
     worker_count = processes * per_process
-    resume = load_resume(store, store.plan().epoch, restore)
+    resume = resume_state(store, store.plan().epoch, restore)
     resumed = store.start_execution(worker_count=worker_count)
     committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
     try:

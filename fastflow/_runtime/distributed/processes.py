@@ -33,11 +33,13 @@ import selectors
 import signal
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from multiprocessing.connection import Connection
 from typing import Any
 
+from fastflow import _hooks as hooks
 from fastflow._runtime.distributed.coordinator import ProcessGroup, run_group
 from fastflow._runtime.distributed.wire import DATA, Link, UnsendableBatch
 from fastflow._runtime.exchange import Countdown, RemoteSlot, port_end
@@ -51,6 +53,7 @@ from fastflow._tracebacks import one_line, user_error, user_traceback
 from fastflow.errors import ProcessFailed
 
 _WAIT_SECONDS = 0.05  # longest a process waits for something when it has nothing to do
+_REPORT_SECONDS = 1.0  # how often a process sends its figures (if observed: hooks.report)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -125,6 +128,7 @@ class ProcessPacer:
         for link in mesh.links.values():
             self._selector.register(link.sock, selectors.EVENT_READ)
         self._arrived = False
+        self._next_report = 0.0
 
     def before_round(self, workers: Workers) -> bool:
         """Take arrived batches and orders; sources are read unless paused or backed up."""
@@ -147,9 +151,11 @@ class ProcessPacer:
             self._control.send(("confirmed", order[1], self._idle(), *self._mesh.counts))
         elif kind == "snapshot":
             epoch = order[1]
+            started = time.perf_counter()
             recorded = workers.close_epoch()
             changes = encode_epoch(recorded, self._part_count) if self._part_count else []
-            self._control.send(("changes", epoch, pickle.dumps(changes, protocol=5)))
+            self._control.send(("changes", epoch, pickle.dumps(changes, protocol=5),
+                                time.perf_counter() - started))
             self._paused = None
         elif kind == "stop":
             self._stop = True
@@ -165,6 +171,9 @@ class ProcessPacer:
             link.flush()
         if self._stop:
             return True
+        if time.monotonic() >= self._next_report:
+            self._next_report = time.monotonic() + _REPORT_SECONDS
+            send_report(self._control)
         if workers.ended and not self._done_sent:
             self._control.send(("done",))
             self._done_sent = True
@@ -218,17 +227,24 @@ def serve(
     on ``control``; an exception is reported there (one line and the user's traceback).
     """
     try:
+        observer = hooks.current().for_child()
+        hooks.install(observer)
+        observer.in_child(process, control)
         links = {peer: Link(sock, peer) for peer, sock in sockets.items()}
         mesh = Mesh(process, processes, per_process, links)
         workers = Workers(plan, processes * per_process, epoch, resume, recording,
                           first=process * per_process, count=per_process, peers=mesh)
+        observer.workers_built(workers, links.values())
         workers.run(ProcessPacer(mesh, control, part_count if recording else 0))
+        send_report(control)  # the final figures
+        hooks.current().leaving()
         sys.stdout.flush()  # before "exited": the coordinator stops listening after it
         control.send(("exited",))
         return True
     except BaseException as ex:  # noqa: BLE001 - reported to the coordinator
         try:
             sys.stdout.flush()  # what it printed before it failed comes first
+            hooks.current().leaving()
             if isinstance(ex, UnsendableBatch):  # the flow's data, not fastflow: no frames
                 control.send(("error", _unsendable(ex, plan), ""))
             else:
@@ -246,6 +262,13 @@ def _unsendable(error: UnsendableBatch, plan: list[CoreStep]) -> str:
     reason = one_line(cause) if cause is not None else "unknown reason"
     return (f"step {producer!r} sends items to other processes (for step "
             f"{consumer.step_id!r}) that cannot be pickled: {reason}")
+
+
+def send_report(control: Connection) -> None:
+    """Send the coordinator this process's figures, if the run is observed."""
+    report = hooks.current().report()
+    if report is not None:
+        control.send(("metrics", report))
 
 
 def _process_main(*args: Any) -> None:

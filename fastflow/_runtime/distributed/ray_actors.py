@@ -35,6 +35,7 @@ from multiprocessing.connection import Connection
 from types import ModuleType
 from typing import Any
 
+from fastflow import _hooks as hooks
 from fastflow._cext.routing import split_dict
 from fastflow._runtime.distributed import wire
 from fastflow._runtime.distributed.coordinator import run_group
@@ -186,9 +187,11 @@ class RayProcess:
         resume: ResumeState,
         recording: bool,
         part_count: int,
+        observer: hooks.RunHooks,
     ) -> bool:
         """Run this process's workers until the driver says stop (see ``cluster.serve``)."""
         assert self._control is not None
+        hooks.install(observer)
         sys.stdout = _Output(self._control)
         try:
             return serve(self._process, self._processes, per_process, plan, epoch, resume,
@@ -239,7 +242,7 @@ class RayActors:
             self._serving = [
                 actor.serve.remote(per_process, plan, epoch,
                                    _share(plan, resume, p, processes, per_process),
-                                   recording, part_count)
+                                   recording, part_count, hooks.current().for_child())
                 for p, actor in enumerate(self._actors)
             ]
         except BaseException:
@@ -426,6 +429,7 @@ def run_on_ray(
                 if open_store is None or not ex.died or restarts >= max_restarts:
                     raise  # no store to restart from, or it would fail the same way again
                 restarts += 1
+                hooks.current().restarted(restarts, str(ex))
                 log(f"{ex}; restarting from the last committed epoch "
                     f"(restart {restarts} of {max_restarts})")
     finally:

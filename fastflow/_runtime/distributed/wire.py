@@ -94,6 +94,9 @@ class Link:
         """Frames sent so far (for the coordinator's check that none is in flight)."""
         self.received = 0
         """Frames received so far."""
+        self.items_sent = 0
+        self.bytes_sent = 0
+        """Items and encoded bytes of the batches sent so far (for the metrics)."""
 
     def send_batch(self, step: int, port: int, worker: int, batch: list[Any]) -> None:
         """Queue ``batch`` for ``worker``'s input ``port`` of plan step ``step``.
@@ -107,6 +110,8 @@ class Link:
         self._outbox += _HEADER.pack(DATA | flag, step, port, worker, len(payload))
         self._outbox += payload
         self.sent += 1
+        self.items_sent += len(batch)
+        self.bytes_sent += len(payload)
 
     def send_end(self, step: int, port: int, worker: int) -> None:
         """Queue: this process's producers into ``worker``'s ``port`` of ``step`` ended."""

@@ -20,7 +20,7 @@ import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -37,6 +37,14 @@ _MEMBERS = ("step", "key", "state")
 
 MAX_LINE_BYTES = 256 * 1024 * 1024
 """Longest line an import reads (one key's state): bounds the memory of reading a line."""
+
+
+class Lines(Protocol):
+    """What an import reads from: lines, each at most ``size`` bytes (a binary file)."""
+
+    def readline(self, size: int = -1, /) -> bytes:
+        """The next line (with its newline), at most ``size`` bytes; ``b""`` at the end."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ class Trust:
     """Import the module a ``$dataclass`` names (``--allow-import``)."""
 
 
-def import_state(db_dir: Path | str, source: IO[bytes], trust: Trust | None = None) -> Imported:
+def import_state(db_dir: Path | str, source: Lines, trust: Trust | None = None) -> Imported:
     """Check every line of ``source``, then commit them to ``db_dir`` as one epoch.
 
     The store is only read until every line has passed (a refused import leaves its bytes
@@ -102,7 +110,7 @@ def _holds_state(store: RecoveryStore, index: int, epoch: int) -> bool:
 
 
 def read_edits(
-    source: IO[bytes], known: set[str], part_count: int, trust: Trust, spool: EditSpool
+    source: Lines, known: set[str], part_count: int, trust: Trust, spool: EditSpool
 ) -> None:
     """Parse and check every line into ``spool`` (``BadImportError`` at the first bad one)."""
     if not trust.imports:  # fastflow's own state classes are checkable without the flag
