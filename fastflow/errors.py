@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["BytewaxRuntimeError", "FastflowRuntimeError"]
+__all__ = ["BytewaxRuntimeError", "ConnectorError", "FastflowRuntimeError"]
 
 
 class FastflowRuntimeError(RuntimeError):
@@ -11,3 +11,11 @@ class FastflowRuntimeError(RuntimeError):
 
 BytewaxRuntimeError = FastflowRuntimeError
 """The same class under Bytewax's name, so ported ``except`` clauses keep working."""
+
+
+class ConnectorError(RuntimeError):
+    """A connector could not reach or use the system outside (brokers down, a write refused).
+
+    Its message says what failed and where, so ``fastflow run`` shows it as one line,
+    without a traceback: the traceback would be the connector's code, not the user's.
+    """

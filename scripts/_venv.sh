@@ -8,11 +8,13 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q "cython>=3.0" "setuptools>=64" ruff
-    .venv/bin/python -m pip install -q -e ".[test,bench,kafka,ray]"
+    .venv/bin/python -m pip install -q -e ".[test,bench,kafka,kafka-schema-registry,ray]"
 fi
-# A .venv made before an extra joined lacks it (mypy, Ray): install the extras again.
-if [ ! -x .venv/bin/mypy ] || [ ! -x .venv/bin/ray ]; then
-    .venv/bin/python -m pip install -q -e ".[test,bench,kafka,ray]"
+# A .venv made before an extra joined lacks it (mypy, Ray, the Schema Registry's
+# serializers): install the extras again.
+serde='import fastavro, confluent_kafka.schema_registry.avro, jsonschema, google.protobuf'
+if [ ! -x .venv/bin/mypy ] || [ ! -x .venv/bin/ray ] || ! .venv/bin/python -c "$serde" 2>/dev/null; then
+    .venv/bin/python -m pip install -q -e ".[test,bench,kafka,kafka-schema-registry,ray]"
 fi
 # Rebuild whatever extension changed since the last build (a no-op otherwise).
 .venv/bin/python setup.py -q build_ext --inplace >/dev/null 2>.venv/build.log || {

@@ -9,6 +9,7 @@ from confluent_kafka import KafkaError as ConfluentKafkaError
 from confluent_kafka import KafkaException, Message, Producer
 
 from fastflow.connectors.kafka._messages import KafkaSinkMessage, describe
+from fastflow.errors import ConnectorError
 from fastflow.outputs import DynamicSink, StatelessSinkPartition
 
 RawSinkMessage = KafkaSinkMessage[Any, Any]
@@ -83,7 +84,7 @@ class _KafkaSinkPartition(StatelessSinkPartition[RawSinkMessage]):
                 except BufferError:  # queue.buffering.max.messages/kbytes reached
                     producer.poll(_QUEUE_FULL_WAIT)
                 except KafkaException as ex:  # refused at once: unknown partition, too large
-                    raise RuntimeError(
+                    raise ConnectorError(
                         f"Kafka sink of step {self._step_id!r} could not write to topic "
                         f"{topic!r}{_at(item.partition)}: {ex.args[0].str()}"
                     ) from None
@@ -95,7 +96,7 @@ class _KafkaSinkPartition(StatelessSinkPartition[RawSinkMessage]):
         if self._failed:
             failed, first = self._failed, self._first_failure
             self._failed, self._first_failure = 0, ""
-            raise RuntimeError(
+            raise ConnectorError(
                 f"Kafka sink of step {self._step_id!r} could not deliver {failed} message(s); "
                 f"the first: {first}"
             )

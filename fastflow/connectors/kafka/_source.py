@@ -5,10 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TypeAlias, cast
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
+from fastflow.connectors.kafka._config import brokers_list, client_config
 from fastflow.connectors.kafka._messages import KafkaError, KafkaSourceMessage
+from fastflow.errors import ConnectorError
 from fastflow.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 RawMessage: TypeAlias = KafkaSourceMessage[bytes | None, bytes | None]
@@ -23,11 +32,11 @@ METADATA_TIMEOUT = 30.0
 # offsets live in the recovery store. librdkafka still wants a group id.
 _IGNORED_GROUP = "FASTFLOW_IGNORED"
 
+CONSUMER_DEFAULTS: dict[str, object] = {}
+"""librdkafka consumer settings fastflow starts from (``add_config`` overrides them)."""
 
-def _brokers_list(brokers: Iterable[str], what: str) -> list[str]:
-    if isinstance(brokers, str):
-        raise TypeError(f"{what} must be an iterable of strings, not a string: {brokers!r}")
-    return list(brokers)
+_EMPTY: list[tuple[str, bytes]] = []
+_new_message = object.__new__
 
 
 def _partition_name(topic: str, index: int) -> str:
@@ -53,6 +62,8 @@ class _KafkaSourcePartition(StatefulSourcePartition[RawItem, int]):
         self._batch_size = batch_size
         self._raise_on_errors = raise_on_errors
         self._ended = False
+        self._closed = False
+        self._where = TopicPartition(topic, index)
         consumer.assign([TopicPartition(topic, index, offset)])
 
     def next_batch(self) -> list[RawItem]:
@@ -61,45 +72,90 @@ class _KafkaSourcePartition(StatefulSourcePartition[RawItem, int]):
         # Never block: the engine polls every partition of every worker in one thread,
         # and sleeps by itself when none of them had anything.
         messages = self._consumer.consume(self._batch_size, 0)
+        if not messages:
+            return []
         batch: list[RawItem] = []
+        append = batch.append
+        new = _new_message
+        cls = KafkaSourceMessage
+        topic = self._topic
         for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == ConfluentKafkaError._PARTITION_EOF:
-                    self._ended = True  # emit this batch; the next call ends the partition
+            if message.error() is not None:
+                if self._error(message, batch):
                     break
-                if self._raise_on_errors:
-                    raise RuntimeError(
-                        f"error reading Kafka topic {self._topic!r} partition {self._index}: "
-                        f"{error.str()}"
-                    )
-            # A consumed message's headers are (name, bytes) pairs or None; confluent-kafka
-            # types the getter as the producer's argument, which may also be a dict.
-            headers = cast("list[tuple[str, bytes]] | None", message.headers())
-            item = KafkaSourceMessage(
+                continue
+            # Built field by field: a frozen dataclass's __init__ costs a setattr per field.
+            item = new(cls)
+            item.__dict__.update(
                 key=message.key(),
                 value=message.value(),
-                topic=message.topic(),
-                headers=headers or [],
+                topic=topic,
+                headers=message.headers() or _EMPTY,
                 latency=message.latency(),
                 offset=message.offset(),
-                partition=message.partition(),
+                partition=self._index,
                 timestamp=message.timestamp(),
             )
-            if error is None:
-                offset = message.offset()
-                assert offset is not None  # only errors have no offset
-                batch.append(item)
-                self._offset = offset + 1
-            else:
-                # An error does not move the resume offset: a resume meets it again.
-                batch.append(KafkaError(error, item))
+            append(item)
+        for done in reversed(batch):  # errors do not move the resume offset
+            if type(done) is cls:
+                self._offset = cast(int, done.offset) + 1
+                break
         return batch
+
+    def _error(self, message: Message, batch: list[RawItem]) -> bool:
+        """Handle a consumer error; return whether the batch ends here (end of partition)."""
+        error = message.error()
+        assert error is not None
+        if error.code() == ConfluentKafkaError._PARTITION_EOF:
+            self._ended = True  # emit this batch; the next call ends the partition
+            return True
+        if self._raise_on_errors:
+            raise ConnectorError(
+                f"error reading Kafka topic {self._topic!r} partition {self._index}: "
+                f"{error.str()}"
+            )
+        # A consumed message's headers are (name, bytes) pairs or None; confluent-kafka
+        # types the getter as the producer's argument, which may also be a dict.
+        headers = cast("list[tuple[str, bytes]] | None", message.headers())
+        item = KafkaSourceMessage(
+            key=message.key(),
+            value=message.value(),
+            topic=message.topic(),
+            headers=headers or [],
+            latency=message.latency(),
+            offset=message.offset(),
+            partition=message.partition(),
+            timestamp=message.timestamp(),
+        )
+        # An error does not move the resume offset: a resume meets it again.
+        batch.append(KafkaError(error, item))
+        return False
 
     def snapshot(self) -> int:
         return self._offset
 
+    def lag(self) -> int | None:
+        """Messages of the partition after the position: its high watermark minus the next offset.
+
+        fastflow's monitoring reads it (from any thread, at any time) as the consumer
+        lag of this topic partition. It never waits for the brokers: the high
+        watermark is the one the last fetch response carried. ``None`` until a fetch
+        has told it, or once the partition is closed.
+        """
+        if self._closed:
+            return None
+        try:
+            low, high = self._consumer.get_watermark_offsets(self._where, cached=True)
+        except (KafkaException, RuntimeError):  # RuntimeError: closed meanwhile
+            return None
+        if high < 0:
+            return None
+        position = self._offset if self._offset >= 0 else low
+        return None if position < 0 else max(int(high) - position, 0)
+
     def close(self) -> None:
+        self._closed = True
         self._consumer.close()
 
 
@@ -141,8 +197,8 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
         batch_size: int = 1000,
         raise_on_errors: bool = True,
     ) -> None:
-        self._brokers = _brokers_list(brokers, "brokers")
-        self._topics = _brokers_list(topics, "topics")
+        self._brokers = brokers_list(brokers, "brokers")
+        self._topics = brokers_list(topics, "topics")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size!r}")
         self._tail = tail
@@ -152,14 +208,13 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
         self._raise_on_errors = raise_on_errors
 
     def _consumer_config(self) -> dict[str, object]:
-        return {
-            "bootstrap.servers": ",".join(self._brokers),
+        return client_config(self._brokers, {
+            **CONSUMER_DEFAULTS,
             "group.id": _IGNORED_GROUP,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "enable.partition.eof": not self._tail,
-            **self._add_config,
-        }
+        }, self._add_config)
 
     def list_parts(self) -> list[str]:
         """One partition per Kafka partition, named ``"{index}-{topic}"``, in topic order.
@@ -177,13 +232,13 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
                 try:
                     metadata = client.list_topics(topic, timeout=METADATA_TIMEOUT)
                 except KafkaException as ex:
-                    raise RuntimeError(
+                    raise ConnectorError(
                         f"could not list the partitions of Kafka topic {topic!r} from brokers "
                         f"{','.join(self._brokers)}: {ex.args[0].str()}"
                     ) from None
                 found = metadata.topics[topic]
                 if found.error is not None:
-                    raise RuntimeError(
+                    raise ConnectorError(
                         f"could not list the partitions of Kafka topic {topic!r}: "
                         f"{found.error.str()}"
                     )
@@ -223,7 +278,7 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
             )
         except KafkaException as ex:
             consumer.close()
-            raise RuntimeError(
+            raise ConnectorError(
                 f"could not find the end of Kafka topic {topic!r} partition {index}: "
                 f"{ex.args[0].str()}"
             ) from None
