@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
-from typing import TypeAlias, cast
+from typing import Any, TypeAlias, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -16,6 +17,7 @@ from confluent_kafka import (
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
 from fastflow.connectors.kafka._config import brokers_list, client_config
+from fastflow.connectors.kafka._consumer import SharedConsumer
 from fastflow.connectors.kafka._messages import KafkaError, KafkaSourceMessage
 from fastflow.errors import ConnectorError
 from fastflow.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -44,18 +46,19 @@ def _partition_name(topic: str, index: int) -> str:
 
 
 class _KafkaSourcePartition(StatefulSourcePartition[RawItem, int]):
-    """One Kafka partition, read by its own consumer from ``offset`` on."""
+    """One Kafka partition, read through the process's shared consumer from ``offset`` on."""
 
     def __init__(
         self,
-        consumer: Consumer,
+        shared: SharedConsumer,
         topic: str,
         index: int,
         offset: int,
         batch_size: int,
         raise_on_errors: bool,
     ) -> None:
-        self._consumer = consumer
+        self._shared = shared
+        self._consumer = shared.consumer
         self._topic = topic
         self._index = index
         self._offset = offset  # of the next message to emit, or a logical OFFSET_*
@@ -64,21 +67,27 @@ class _KafkaSourcePartition(StatefulSourcePartition[RawItem, int]):
         self._ended = False
         self._closed = False
         self._where = TopicPartition(topic, index)
-        consumer.assign([TopicPartition(topic, index, offset)])
+        self._buffer = shared.assign(topic, index, offset)
 
     def next_batch(self) -> list[RawItem]:
         if self._ended:
             raise StopIteration()
-        # Never block: the engine polls every partition of every worker in one thread,
-        # and sleeps by itself when none of them had anything.
-        messages = self._consumer.consume(self._batch_size, 0)
-        if not messages:
-            return []
+        buffer = self._buffer
+        size = self._batch_size
+        if not buffer:
+            # Never block: the engine polls every partition of every worker in one
+            # thread, and sleeps by itself when none of them had anything.
+            self._shared.fill(size * 4)
+            if not buffer:
+                return self._orphan_errors()
+        messages = buffer[:size]
+        del buffer[:size]
         batch: list[RawItem] = []
         append = batch.append
         new = _new_message
         cls = KafkaSourceMessage
         topic = self._topic
+        index = self._index
         for message in messages:
             if message.error() is not None:
                 if self._error(message, batch):
@@ -93,7 +102,7 @@ class _KafkaSourcePartition(StatefulSourcePartition[RawItem, int]):
                 headers=message.headers() or _EMPTY,
                 latency=message.latency(),
                 offset=message.offset(),
-                partition=self._index,
+                partition=index,
                 timestamp=message.timestamp(),
             )
             append(item)
@@ -101,6 +110,13 @@ class _KafkaSourcePartition(StatefulSourcePartition[RawItem, int]):
             if type(done) is cls:
                 self._offset = cast(int, done.offset) + 1
                 break
+        return batch
+
+    def _orphan_errors(self) -> list[RawItem]:
+        """Report consumer errors that name no partition (this one's poll found them)."""
+        batch: list[RawItem] = []
+        for message in self._shared.take_orphans():
+            self._error(message, batch)
         return batch
 
     def _error(self, message: Message, batch: list[RawItem]) -> bool:
@@ -156,7 +172,7 @@ class _KafkaSourcePartition(StatefulSourcePartition[RawItem, int]):
 
     def close(self) -> None:
         self._closed = True
-        self._consumer.close()
+        self._shared.release(self._topic, self._index)
 
 
 class KafkaSource(FixedPartitionedSource[RawItem, int]):
@@ -206,6 +222,8 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
         self._add_config = dict(add_config or {})
         self._batch_size = batch_size
         self._raise_on_errors = raise_on_errors
+        self._shared: SharedConsumer | None = None
+        self._shared_pid: int | None = None
 
     def _consumer_config(self) -> dict[str, object]:
         return client_config(self._brokers, {
@@ -223,29 +241,41 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
         first use creates them. A topic the cluster does not know (or refuses) fails
         the run, naming it.
         """
-        # A consumer, not an AdminClient: add_config holds consumer settings, which
-        # would make an AdminClient warn.
-        client = Consumer(self._consumer_config())
-        names: list[str] = []
+        # The consumer the partitions will share, not an AdminClient: add_config holds
+        # consumer settings, which would make an AdminClient warn; and it is connected
+        # by the time the partitions are built.
+        shared = self._shared_consumer()
         try:
-            for topic in self._topics:
-                try:
-                    metadata = client.list_topics(topic, timeout=METADATA_TIMEOUT)
-                except KafkaException as ex:
-                    raise ConnectorError(
-                        f"could not list the partitions of Kafka topic {topic!r} from brokers "
-                        f"{','.join(self._brokers)}: {ex.args[0].str()}"
-                    ) from None
-                found = metadata.topics[topic]
-                if found.error is not None:
-                    raise ConnectorError(
-                        f"could not list the partitions of Kafka topic {topic!r}: "
-                        f"{found.error.str()}"
-                    )
-                names.extend(_partition_name(topic, index) for index in sorted(found.partitions))
-        finally:
-            client.close()
-        return names
+            return [name for topic in self._topics for name in self._names(shared, topic)]
+        except ConnectorError:
+            shared.close()  # which also hands librdkafka's last logs to the logger
+            raise
+
+    def _names(self, shared: SharedConsumer, topic: str) -> list[str]:
+        try:
+            metadata = shared.consumer.list_topics(topic, timeout=METADATA_TIMEOUT)
+        except KafkaException as ex:
+            raise ConnectorError(
+                f"could not list the partitions of Kafka topic {topic!r} from brokers "
+                f"{','.join(self._brokers)}: {ex.args[0].str()}"
+            ) from None
+        found = metadata.topics[topic]
+        if found.error is not None:
+            raise ConnectorError(
+                f"could not list the partitions of Kafka topic {topic!r}: {found.error.str()}"
+            )
+        return [_partition_name(topic, index) for index in sorted(found.partitions)]
+
+    def _shared_consumer(self) -> SharedConsumer:
+        """The consumer of the source in this process (a forked process makes its own)."""
+        pid = os.getpid()
+        if self._shared is None or self._shared.closed or self._shared_pid != pid:
+            self._shared, self._shared_pid = SharedConsumer(self._consumer_config()), pid
+        return self._shared
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the consumer, which is this process's (Ray ships sources)."""
+        return {**self.__dict__, "_shared": None, "_shared_pid": None}
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: int | None
@@ -258,12 +288,12 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
                 f"does not read (topics {self._topics!r})"
             )
         index = int(index_text)
-        consumer = Consumer(self._consumer_config())
+        shared = self._shared_consumer()
         offset = self._starting_offset if resume_state is None else resume_state
         if offset == OFFSET_END:
-            offset = self._end_offset(consumer, topic, index)
+            offset = self._end_offset(shared.consumer, topic, index)
         return _KafkaSourcePartition(
-            consumer, topic, index, offset, self._batch_size, self._raise_on_errors
+            shared, topic, index, offset, self._batch_size, self._raise_on_errors
         )
 
     def _end_offset(self, consumer: Consumer, topic: str, index: int) -> int:
@@ -277,7 +307,6 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
                 TopicPartition(topic, index), timeout=METADATA_TIMEOUT
             )
         except KafkaException as ex:
-            consumer.close()
             raise ConnectorError(
                 f"could not find the end of Kafka topic {topic!r} partition {index}: "
                 f"{ex.args[0].str()}"

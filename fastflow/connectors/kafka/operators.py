@@ -64,21 +64,26 @@ class KafkaOpOut(Generic[X, E]):
     """:class:`~fastflow.connectors.kafka.KafkaError` items, each with its message."""
 
 
+# isinstance(item, KafkaSourceMessage) as a built-in method: the branch calls it per
+# item without a Python frame. The streams split hold messages and KafkaErrors only.
+_is_message = KafkaSourceMessage.__instancecheck__
+
+
 @operator
 def _split_errors(step_id: str, up: Stream[Any]) -> KafkaOpOut[Any, Any]:
     """Split messages from errors, keeping each stream in order."""
-    split = op.branch("branch", up, lambda item: not isinstance(item, KafkaError))
+    split = op.branch("branch", up, _is_message)
     return KafkaOpOut(split.trues, split.falses)
 
 
-def _as_sink_message(item: Any) -> KafkaSinkMessage[Any, Any]:
-    return item.to_sink() if isinstance(item, KafkaSourceMessage) else item
+def _as_sink_messages(batch: list[Any]) -> list[KafkaSinkMessage[Any, Any]]:
+    return [item.to_sink() if _is_message(item) else item for item in batch]
 
 
 @operator
 def _to_sink(step_id: str, up: Stream[Any]) -> Stream[KafkaSinkMessage[Any, Any]]:
     """Turn read messages into messages to write; messages to write pass as they are."""
-    return op.map("map", up, _as_sink_message)
+    return op.flat_map_batch("map", up, _as_sink_messages)
 
 
 @operator
