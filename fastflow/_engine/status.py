@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from fastflow._engine.kafka_offsets import KafkaOffset, OffsetCollector
 from fastflow._engine.store import Execution, RecoveryStore
 
 
@@ -65,6 +66,8 @@ class StoreStatus:
     steps: tuple[StepStatus, ...]
     problem: str | None = None
     """Why the next run would be refused, if it would."""
+    kafka_offsets: tuple[KafkaOffset, ...] = ()
+    """Where each Kafka input would continue reading, per topic partition."""
 
     def as_dict(self) -> dict[str, Any]:
         """Return plain JSON-ready data, for scripts and logs."""
@@ -78,6 +81,7 @@ class StoreStatus:
             "resume_epoch": self.resume_epoch,
             "steps": [vars(s) for s in self.steps],
             "problem": self.problem,
+            "kafka_offsets": [vars(o) for o in self.kafka_offsets],
         }
 
 
@@ -86,6 +90,7 @@ def read_status(db_dir: Path | str) -> StoreStatus:
     with RecoveryStore.inspect(db_dir) as store:
         plan = store.plan()
         steps: dict[str, list[int]] = {}  # step id -> [live keys, change sets, bytes]
+        offsets = OffsetCollector()
         partitions = []
         for index, path in enumerate(store.paths):
             live: dict[str, set[str]] = {}
@@ -96,6 +101,7 @@ def read_status(db_dir: Path | str) -> StoreStatus:
                 else:
                     deltas += 1
                 changes = orjson.loads(blob)
+                offsets.apply(step_id, changes)
                 keys = live.setdefault(step_id, set())
                 keys.update(changes["set"])
                 keys.difference_update(changes["del"])
@@ -122,6 +128,7 @@ def read_status(db_dir: Path | str) -> StoreStatus:
             resume_epoch=plan.epoch,
             steps=tuple(StepStatus(s, *steps[s]) for s in sorted(steps)),
             problem=plan.problem,
+            kafka_offsets=tuple(offsets.offsets()),
         )
 
 
@@ -164,6 +171,12 @@ def format_status(status: StoreStatus) -> str:
         lines += _table(
             ("step", "live keys", "change sets", "bytes"),
             [(s.step_id, s.live_keys, s.change_sets, s.blob_bytes) for s in status.steps],
+        )
+    if status.kafka_offsets:
+        lines.append("Kafka offsets (where a resume reads on, per topic partition):")
+        lines += _table(
+            ("step", "topic", "partition", "next offset"),
+            [(o.step_id, o.topic, o.partition, o.next_offset) for o in status.kafka_offsets],
         )
     if status.problem:
         lines.append(f"problem: {status.problem}")

