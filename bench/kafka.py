@@ -218,20 +218,23 @@ def main(argv: Optional[List[str]] = None) -> int:
                     print(f"  {row.name:14s} {row.times[-1]:.3f} s", file=sys.stderr)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    versions = {}
-    for engine, python in (("bytewax", args.bytewax_python), ("quixstreams", args.quix_python),
-                           ("confluent-kafka", sys.executable)):
-        code = f"import importlib.metadata as m; print(m.version({engine!r}))"
-        versions[engine] = subprocess.run([python, "-c", code], capture_output=True, text=True,
-                                          check=True).stdout.strip()
+    used = {row.engine for row in table_rows}
+    versions = []
+    for engine, package, python in (("bytewax", "bytewax", args.bytewax_python),
+                                    ("quix", "quixstreams", args.quix_python),
+                                    ("plain", "confluent-kafka", sys.executable)):
+        if engine in used:
+            code = f"import importlib.metadata as m; print(m.version({package!r}))"
+            version = subprocess.run([python, "-c", code], capture_output=True, text=True,
+                                     check=True).stdout.strip()
+            versions.append(f"{package} {version}")
     report = (
         f"{table(table_rows, args.events)}\n"
         f"- {args.events:,} JSON events over {args.users:,} users, 4-partition topics of a "
         f"3-broker mock cluster; wall time of the whole process (start-up included) until "
         f"every total is acknowledged; outputs checked exactly; {args.rounds} rounds, medians\n"
         f"- machine: {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, python "
-        f"{platform.python_version()}; Bytewax {versions['bytewax']}, Quix Streams "
-        f"{versions['quixstreams']}, confluent-kafka {versions['confluent-kafka']}\n"
+        f"{platform.python_version()}; {', '.join(versions)}\n"
     )
     print(report)
     if args.output:
