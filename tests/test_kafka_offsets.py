@@ -5,13 +5,21 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, List
 
 from _kafka import FAST, Cluster, cluster_fixture  # noqa: F401
+from _stores import stored_state
+from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
 from test_kafka import CountRun
 
+import fastflow.operators as op
 from fastflow.connectors.kafka import KafkaSource
+from fastflow.connectors.kafka import operators as kop
+from fastflow.dataflow import Dataflow
+from fastflow.recovery import RecoveryConfig, init_db_dir
+from fastflow.testing import TestingSink, run_main
 
 
 def wait_for(what: Callable[[], Any], expected: Any, timeout: float = 10) -> None:
@@ -87,3 +95,45 @@ def test_recovery_status_and_export_show_the_committed_offsets(
         {"step": "kafka_count.inp", "key": f"{p}-{topic}", "state": offset}
         for p, offset in ((0, 11), (1, 10), (2, 10))
     ]
+
+
+def committed(cluster: Cluster, group: str, topic: str, partitions: int) -> List[int]:
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group})
+    try:
+        found = consumer.committed([TopicPartition(topic, p) for p in range(partitions)],
+                                   timeout=10)
+    finally:
+        consumer.close()
+    return [tp.offset for tp in found]
+
+
+def group_flow(cluster: Cluster, topic: str, group: str, out: List[Any]) -> Dataflow:
+    flow = Dataflow("group_commit")
+    kinp = kop.input("inp", flow, brokers=cluster.brokers, topics=[topic], tail=False,
+                     add_config=FAST, group_id=group)
+    op.output("out", op.map("value", kinp.oks, lambda m: m.value), TestingSink(out))
+    return flow
+
+
+def test_group_id_commits_the_offsets_of_durable_epochs(tmp_path: Path, cluster: Cluster) -> None:
+    topic = cluster.new_topic(partitions=3)
+    cluster.produce(topic, [(i % 3, b"k", str(i).encode()) for i in range(20)])
+    assert committed(cluster, "watchers", topic, 3) == [OFFSET_INVALID] * 3
+    init_db_dir(tmp_path, 1)
+    out: List[Any] = []
+    run_main(group_flow(cluster, topic, "watchers", out), epoch_interval=timedelta(0),
+             recovery_config=RecoveryConfig(str(tmp_path)))
+    assert len(out) == 20
+    assert committed(cluster, "watchers", topic, 3) == [7, 7, 6]  # the next offsets
+    assert stored_state(tmp_path, "group_commit.inp.kafka_input") == {
+        f"0-{topic}": 7, f"1-{topic}": 7, f"2-{topic}": 6,
+    }
+
+
+def test_group_id_commits_nothing_without_recovery(cluster: Cluster) -> None:
+    topic = cluster.new_topic(partitions=2)
+    cluster.produce(topic, [(i % 2, b"k", b"v") for i in range(6)])
+    out: List[Any] = []
+    run_main(group_flow(cluster, topic, "nothing_durable", out))
+    assert len(out) == 6
+    assert committed(cluster, "nothing_durable", topic, 2) == [OFFSET_INVALID] * 2

@@ -74,8 +74,17 @@ def run_flow(
             committer.compact()  # what the last run left, while this one starts
             workers = Workers(plan, worker_count, start.epoch, resume, recording=True)
 
+            in_flight = False
+
             def commit(epoch: int, recorded: list[tuple[int, Recorded]], last: bool) -> None:
+                nonlocal in_flight
                 committer.commit(epoch, encode_epoch(recorded, store.part_count), last=last)
+                if in_flight:  # commit() waited for the epoch before this one: it is durable
+                    workers.confirm_epoch()
+                in_flight = True
+                if last:  # while the sources are still open
+                    committer.wait()
+                    workers.confirm_epoch()
 
             workers.run(LocalPacer(interval, commit))
             committer.wait()

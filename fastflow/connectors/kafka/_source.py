@@ -56,8 +56,10 @@ class _KafkaSourcePartition(StatefulSourcePartition[RawItem, int]):
         offset: int,
         batch_size: int,
         raise_on_errors: bool,
+        commit_to_group: bool,
     ) -> None:
         self._shared = shared
+        self._commit_to_group = commit_to_group
         self._consumer = shared.consumer
         self._topic = topic
         self._index = index
@@ -152,6 +154,18 @@ class _KafkaSourcePartition(StatefulSourcePartition[RawItem, int]):
     def snapshot(self) -> int:
         return self._offset
 
+    def snapshot_committed(self, offset: int) -> None:
+        """The epoch that read up to ``offset`` is durable: commit it to the consumer group.
+
+        Only with ``group_id``; asynchronous (a failed commit only delays what tools
+        watching the group see: the recovery store, not the group, is where a resume
+        starts).
+        """
+        if self._commit_to_group and offset >= 0 and not self._closed:
+            self._consumer.commit(
+                offsets=[TopicPartition(self._topic, self._index, offset)], asynchronous=True
+            )
+
     def lag(self) -> int | None:
         """Messages of the partition after the position: its high watermark minus the next offset.
 
@@ -182,7 +196,7 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
     The engine deals the partitions out over the workers, and each resumes from the
     offset after the last message it emitted in the last committed epoch, so the state
     of a resumed flow holds every message exactly once. Offsets live in the recovery
-    store, not in a consumer group: the consumers never commit to Kafka.
+    store, not in a consumer group (``group_id`` also commits them to one).
 
     Items are :class:`~fastflow.connectors.kafka.KafkaSourceMessage` with ``key`` and
     ``value`` as bytes (or ``None``). A consumer error stops the run
@@ -202,6 +216,10 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
     :arg batch_size: The most messages one poll of a partition hands to the flow.
     :arg raise_on_errors: Stop the run on a consumer error (default), or emit
         :class:`~fastflow.connectors.kafka.KafkaError` items instead.
+    :arg group_id: Also commit every partition's offset to this consumer group, once
+        the epoch that read up to it is durable in the recovery store (so tools that
+        watch a group's lag see the flow's). Resumes still start from the recovery
+        store; without recovery (or with ``-p N``/``--ray``), nothing is committed.
     """
 
     def __init__(
@@ -213,8 +231,10 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
         add_config: dict[str, str] | None = None,
         batch_size: int = 1000,
         raise_on_errors: bool = True,
+        group_id: str | None = None,
     ) -> None:
         self._brokers = brokers_list(brokers, "brokers")
+        self._group_id = group_id
         self._topics = brokers_list(topics, "topics")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size!r}")
@@ -229,7 +249,7 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
     def _consumer_config(self) -> dict[str, object]:
         return client_config(self._brokers, {
             **CONSUMER_DEFAULTS,
-            "group.id": _IGNORED_GROUP,
+            "group.id": self._group_id or _IGNORED_GROUP,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "enable.partition.eof": not self._tail,
@@ -294,7 +314,8 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
         if offset == OFFSET_END:
             offset = self._end_offset(shared.consumer, topic, index)
         return _KafkaSourcePartition(
-            shared, topic, index, offset, self._batch_size, self._raise_on_errors
+            shared, topic, index, offset, self._batch_size, self._raise_on_errors,
+            commit_to_group=self._group_id is not None,
         )
 
     def _end_offset(self, consumer: Consumer, topic: str, index: int) -> int:

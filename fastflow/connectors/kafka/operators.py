@@ -97,11 +97,13 @@ def input(  # noqa: A001 - Bytewax's name
     starting_offset: int = OFFSET_BEGINNING,
     add_config: dict[str, str] | None = None,
     batch_size: int = 1000,
+    group_id: str | None = None,
 ) -> KafkaOpOut[KafkaSourceMessage[Bytes, Bytes], KafkaError[Bytes, Bytes]]:
     """Read Kafka topics, with consumer errors on a stream of their own.
 
-    The arguments are :class:`~fastflow.connectors.kafka.KafkaSource`'s; errors never
-    stop the run here (``raise_on_errors=False``): handle ``errs``.
+    The arguments are :class:`~fastflow.connectors.kafka.KafkaSource`'s (``group_id``
+    is fastflow's, not Bytewax's); errors never stop the run here
+    (``raise_on_errors=False``): handle ``errs``.
     """
     source = KafkaSource(
         brokers,
@@ -111,6 +113,7 @@ def input(  # noqa: A001 - Bytewax's name
         add_config=add_config,
         batch_size=batch_size,
         raise_on_errors=False,
+        group_id=group_id,
     )
     return _split_errors("split_err", op.input("kafka_input", flow, source))
 
