@@ -8,6 +8,7 @@ from typing import Any, NoReturn, cast
 from confluent_kafka import KafkaError as ConfluentKafkaError
 from confluent_kafka import KafkaException, Message, Producer
 
+from fastflow._cext.kafka import produce_plain
 from fastflow.connectors.kafka._config import brokers_list, client_config
 from fastflow.connectors.kafka._messages import KafkaSinkMessage, describe
 from fastflow.errors import ConnectorError
@@ -59,53 +60,45 @@ class _KafkaSinkPartition(StatelessSinkPartition[RawSinkMessage]):
         instead of failing; a message the brokers refuse fails the run.
         """
         produce = self._producer.produce
-        default_topic = self._topic
-        for item in items:
-            if type(item) is not KafkaSinkMessage and not isinstance(item, KafkaSinkMessage):
-                raise TypeError(
-                    f"KafkaSink takes KafkaSinkMessage items; got {describe(item)} (turn a "
-                    "KafkaSourceMessage into one with .to_sink())"
-                )
-            topic = default_topic if item.topic is None else item.topic
-            if topic is None:
-                raise ValueError(
-                    f"no topic to write {describe(item)} to: the sink has topic=None, so "
-                    "every KafkaSinkMessage must name its topic"
-                )
-            try:
-                if item.partition is None and not item.headers and not item.timestamp:
-                    produce(topic, item.value, item.key)  # the common case, kept cheap
-                else:
-                    self._produce_one(topic, item)
-            except BufferError:  # queue.buffering.max.messages/kbytes reached
-                self._produce_when_there_is_room(topic, item)
-            except KafkaException as ex:  # refused at once: unknown partition, too large
-                self._refused(topic, item, ex)
+        done, count = 0, len(items)
+        while done < count:
+            # Compiled: every message that needs no more than produce(topic, value, key).
+            done = produce_plain(items, done, KafkaSinkMessage, self._topic, produce)
+            if done < count:  # one that needs more, or a full queue: in Python
+                self._produce_one(items[done])
+                done += 1
         self._settle()
 
-    def _produce_one(self, topic: str, item: RawSinkMessage) -> None:
+    def _produce_one(self, item: RawSinkMessage) -> None:
+        if not isinstance(item, KafkaSinkMessage):
+            raise TypeError(
+                f"KafkaSink takes KafkaSinkMessage items; got {describe(item)} (turn a "
+                "KafkaSourceMessage into one with .to_sink())"
+            )
+        topic = self._topic if item.topic is None else item.topic
+        if topic is None:
+            raise ValueError(
+                f"no topic to write {describe(item)} to: the sink has topic=None, so "
+                "every KafkaSinkMessage must name its topic"
+            )
         args: dict[str, Any] = {}
         if item.partition is not None:
             args["partition"] = item.partition
-        self._producer.produce(
-            topic,
-            item.value,
-            item.key,
-            # (str, bytes) pairs are valid headers; list invariance hides it.
-            headers=cast("list[tuple[str, str | bytes | None]]", item.headers),
-            timestamp=item.timestamp,
-            **args,
-        )
-
-    def _produce_when_there_is_room(self, topic: str, item: RawSinkMessage) -> None:
         while True:
-            self._producer.poll(_QUEUE_FULL_WAIT)  # librdkafka sends, freeing room
             try:
-                self._produce_one(topic, item)
+                self._producer.produce(
+                    topic,
+                    item.value,
+                    item.key,
+                    # (str, bytes) pairs are valid headers; list invariance hides it.
+                    headers=cast("list[tuple[str, str | bytes | None]]", item.headers),
+                    timestamp=item.timestamp,
+                    **args,
+                )
                 return
-            except BufferError:
-                continue
-            except KafkaException as ex:
+            except BufferError:  # queue.buffering.max.messages/kbytes reached
+                self._producer.poll(_QUEUE_FULL_WAIT)  # librdkafka sends, freeing room
+            except KafkaException as ex:  # refused at once: unknown partition, too large
                 self._refused(topic, item, ex)
 
     def _refused(self, topic: str, item: RawSinkMessage, ex: KafkaException) -> NoReturn:

@@ -16,6 +16,7 @@ from confluent_kafka import (
 )
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
+from fastflow._cext.kafka import read_messages
 from fastflow.connectors.kafka._config import brokers_list, client_config
 from fastflow.connectors.kafka._consumer import SharedConsumer
 from fastflow.connectors.kafka._messages import KafkaError, KafkaSourceMessage
@@ -37,8 +38,6 @@ _IGNORED_GROUP = "FASTFLOW_IGNORED"
 CONSUMER_DEFAULTS: dict[str, object] = {}
 """librdkafka consumer settings fastflow starts from (``add_config`` overrides them)."""
 
-_new_message = object.__new__
-_set_attribute = object.__setattr__  # past the frozen dataclass's refusal
 
 
 def _partition_name(topic: str, index: int) -> str:
@@ -85,32 +84,16 @@ class _KafkaSourcePartition(StatefulSourcePartition[RawItem, int]):
         messages = buffer[:size]
         del buffer[:size]
         batch: list[RawItem] = []
-        append = batch.append
-        new = _new_message
-        set_fields = _set_attribute
-        cls = KafkaSourceMessage
-        topic = self._topic
-        index = self._index
-        for message in messages:
-            if message.error() is not None:
-                if self._error(message, batch):
+        at, count = 0, len(messages)
+        while at < count:
+            # Compiled: messages into KafkaSourceMessage items, up to the first error.
+            at = read_messages(messages, at, KafkaSourceMessage, self._topic, self._index, batch)
+            if at < count:
+                if self._error(messages[at], batch):
                     break
-                continue
-            # Given its fields in one dict: cheaper than any __init__ call.
-            item = new(cls)
-            set_fields(item, "__dict__", {
-                "key": message.key(),
-                "value": message.value(),
-                "topic": topic,
-                "headers": message.headers() or [],
-                "latency": message.latency(),
-                "offset": message.offset(),
-                "partition": index,
-                "timestamp": message.timestamp(),
-            })
-            append(item)
+                at += 1
         for done in reversed(batch):  # errors do not move the resume offset
-            if type(done) is cls:
+            if type(done) is KafkaSourceMessage:
                 self._offset = cast(int, done.offset) + 1
                 break
         return batch
