@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -65,7 +66,10 @@ class InputNode:
         self._done: list[_Part] = []
         self.idle_poll = False  # a partition returned nothing and asked for no wait
         # Snapshots handed to the store and not yet durable, oldest first (see ``confirm``).
-        self._unconfirmed: list[dict[str, Any]] = []
+        # A single-process run confirms each epoch once the next one is handed out, so
+        # two are ever pending; runs of several processes never confirm (yet), and keep
+        # only the last two.
+        self._unconfirmed: deque[dict[str, Any]] = deque(maxlen=2)
         self._confirms = [p for p in self.parts if hasattr(p.part, "snapshot_committed")]
         if not self.parts:
             self._end()
@@ -140,7 +144,7 @@ class InputNode:
         """
         if not self._unconfirmed:
             return
-        values = self._unconfirmed.pop(0)
+        values = self._unconfirmed.popleft()
         step_id = self.step_id
         for entry in self._confirms:
             if entry.key in values:
