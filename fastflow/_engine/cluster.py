@@ -164,6 +164,8 @@ class ProcessPacer:
             changes = encode_epoch(recorded, self._part_count) if self._part_count else []
             self._control.send(("changes", epoch, pickle.dumps(changes, protocol=5)))
             self._paused = None
+        elif kind == "durable":  # the oldest epoch snapshotted is committed
+            workers.confirm_epoch()
         elif kind == "stop":
             self._stop = True
 
@@ -381,6 +383,7 @@ class Coordinator:
         self._interval = interval.total_seconds()
         self._epoch = epoch
         self._committer = committer
+        self._in_flight = False  # an epoch handed to the committer, not known durable yet
 
     def run(self) -> None:
         """Coordinate until every process finished; raise :class:`ProcessFailed` if one fails."""
@@ -433,6 +436,9 @@ class Coordinator:
                     break
                 closing = None
                 deadline = time.monotonic() + self._interval
+        if self._committer is not None and self._in_flight:
+            self._committer.wait()
+            self._broadcast(("durable",))  # the last epoch, while the sources are open
         self._broadcast(("stop",))
         for p, control in enumerate(self._controls):
             message = self._receive(p, control)
@@ -462,6 +468,9 @@ class Coordinator:
                 assert self._committer is not None
                 merged = _merge(closing.changes.values())
                 self._committer.commit(closing.epoch, merged, last=closing.last)
+                if self._in_flight:  # commit() waited for the epoch before: it is durable
+                    self._broadcast(("durable",))
+                self._in_flight = True
                 closing.finished = True
         return closing
 

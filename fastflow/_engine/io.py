@@ -66,9 +66,8 @@ class InputNode:
         self._done: list[_Part] = []
         self.idle_poll = False  # a partition returned nothing and asked for no wait
         # Snapshots handed to the store and not yet durable, oldest first (see ``confirm``).
-        # A single-process run confirms each epoch once the next one is handed out, so
-        # two are ever pending; runs of several processes never confirm (yet), and keep
-        # only the last two.
+        # Each epoch is confirmed once the next one is handed to the committer (which
+        # waits for the one before), so no more than two are ever pending.
         self._unconfirmed: deque[dict[str, Any]] = deque(maxlen=2)
         self._confirms = [p for p in self.parts if hasattr(p.part, "snapshot_committed")]
         if not self.parts:

@@ -202,7 +202,7 @@ class KafkaSource(FixedPartitionedSource[RawItem, int]):
     :arg group_id: Also commit every partition's offset to this consumer group, once
         the epoch that read up to it is durable in the recovery store (so tools that
         watch a group's lag see the flow's). Resumes still start from the recovery
-        store; without recovery (or with ``-p N``/``--ray``), nothing is committed.
+        store; without recovery nothing is committed.
     """
 
     def __init__(
