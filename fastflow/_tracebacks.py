@@ -11,7 +11,7 @@ import os
 import sys
 import traceback
 
-from fastflow.errors import FastflowRuntimeError
+from fastflow.errors import ConnectorError, FastflowRuntimeError
 
 _PACKAGE_DIR = os.path.realpath(os.path.dirname(__file__)) + os.sep
 _SHOWN_FRAMES = 3  # of a repeated frame, or a cycle of frames, as Python shows of recursion
@@ -40,8 +40,11 @@ def user_error(error: BaseException) -> BaseException:
 def user_traceback(error: BaseException) -> str:
     """``error``'s traceback chain without fastflow's own frames.
 
-    A part made only of fastflow frames (a bug in fastflow) is shown in full.
+    A part made only of fastflow frames (a bug in fastflow) is shown in full. A
+    :class:`~fastflow.errors.ConnectorError` has nothing to show: its one line says it all.
     """
+    if isinstance(error, ConnectorError):
+        return ""
     shown = traceback.TracebackException.from_exception(error)
     part: traceback.TracebackException | None = shown
     while part is not None:

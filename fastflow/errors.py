@@ -26,6 +26,7 @@ from fastflow._store.errors import (
 __all__ = [
     "BadImportError",
     "BytewaxRuntimeError",
+    "ConnectorError",
     "CorruptPartitionError",
     "FastflowRuntimeError",
     "FormatVersionError",
@@ -72,3 +73,11 @@ class RayUnavailable(RuntimeError):
 
 class TooManyProcesses(ValueError):
     """``-p`` asks for more processes than the open-file limit lets this machine fork."""
+
+
+class ConnectorError(RuntimeError):
+    """A connector could not reach or use the system outside (brokers down, a write refused).
+
+    Its message says what failed and where, so ``fastflow run`` shows it as one line,
+    without a traceback: the traceback would be the connector's code, not the user's.
+    """

@@ -82,3 +82,18 @@ def test_table_shows_medians_ratios_and_timeouts():
     assert "| 2.000 | 2.000 | 5.000 | 1.00x | 0.40x |" in table
     assert "| — | 3.000 | > 60 | — | — |" in table
     assert "recovery on / off (100k keys): fastflow 3.00x" in table
+
+
+def test_kafka_bench_checks_fastflow_and_the_plain_loop_on_the_mock_cluster(tmp_path):
+    out = tmp_path / "table.md"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "kafka.py"), "--bytewax-python", sys.executable,
+         "--quix-python", sys.executable, "--only", "plain,fastflow,fastflow_rec",
+         "--rounds", "1", "--events", "2000", "--users", "50", "--output", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr  # every run's output topic was checked exactly
+    rows = [line.split("|")[1].strip() for line in out.read_text().splitlines()[2:5]]
+    assert rows == ["plain confluent-kafka loop (the floor)", "fastflow",
+                    "fastflow, recovery on (-s 1)"]
+    assert "fastflow with recovery takes" in out.read_text()

@@ -114,18 +114,27 @@ def test_a_module_fastflow_lacks_fails_with_a_clear_message(tmp_path: Path) -> N
     out = python(
         "import fastflow.compat\n"
         "try:\n"
-        "    import bytewax.connectors.kafka.serde\n"
+        "    import bytewax.no_such_module\n"
         "except ModuleNotFoundError as ex:\n"
         "    print(ex.name)\n"
         "    print(ex)\n",
         tmp_path,
     )
     assert out == (
-        "bytewax.connectors.kafka.serde\n"
-        "No module named 'bytewax.connectors.kafka.serde': Bytewax is not installed, so "
-        "`bytewax` imports are served by fastflow, which has no "
-        "'fastflow.connectors.kafka.serde'\n"
+        "bytewax.no_such_module\n"
+        "No module named 'bytewax.no_such_module': Bytewax is not installed, so "
+        "`bytewax` imports are served by fastflow, which has no 'fastflow.no_such_module'\n"
     )
+
+
+def test_bytewax_kafka_serde_is_fastflows(tmp_path: Path) -> None:
+    out = python(
+        "import fastflow.compat\n"
+        "from bytewax.connectors.kafka.serde import PlainAvroDeserializer\n"
+        "print(PlainAvroDeserializer.__module__)\n",
+        tmp_path,
+    )
+    assert out == "fastflow.connectors.kafka.serde\n"
 
 
 def test_uninstall_forgets_the_alias(tmp_path: Path) -> None:

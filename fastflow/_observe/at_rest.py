@@ -3,7 +3,7 @@
 Why: an operator looking at a stopped (or crashed) flow wants what `fastflow recovery
 status` says -- executions, epochs, partitions, sizes, live keys per step -- on the same
 page a running flow shows. The page polls ``/status``; this module answers it in the
-contract's shape (``state: "at_rest"``) from ``_engine/status.read_status``, which only
+contract's shape (``state: "at_rest"``) from ``_store_tools/status.read_status``, which only
 reads the store (safe while a flow runs on it) and never decodes a state.
 
 Why cached: reading the status merges every change set of the store, and the page asks

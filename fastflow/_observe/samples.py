@@ -1,6 +1,6 @@
 """A process's figures at one moment, as plain picklable data.
 
-One process reads them off its own nodes (``_engine/meter.py``) when asked; a worker
+One process reads them off its own nodes (``_runtime/meter.py``) when asked; a worker
 process of ``-p N`` or Ray sends them to the coordinator on its control channel, which
 keeps the latest of each process. So the metrics and ``/status`` are built the same way
 from one process or many: from a list of :class:`ProcessSample`.

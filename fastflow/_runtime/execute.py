@@ -90,11 +90,20 @@ def run_flow(
             workers = Workers(plan, worker_count, start.epoch, resume, recording=True)
             hooks.current().workers_built(workers)
 
+            in_flight = False
+
             def commit(epoch: int, recorded: list[tuple[int, Recorded]], last: bool) -> None:
+                nonlocal in_flight
                 started = time.perf_counter()
                 changes = encode_epoch(recorded, store.part_count)
                 hooks.current().encoded(epoch, time.perf_counter() - started)
                 committer.commit(epoch, changes, last=last)
+                if in_flight:  # commit() waited for the epoch before this one: it is durable
+                    workers.confirm_epoch()
+                in_flight = True
+                if last:  # while the sources are still open
+                    committer.wait()
+                    workers.confirm_epoch()
 
             workers.run(LocalPacer(interval, commit))
             committer.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -71,6 +72,11 @@ class InputNode:
         self._done: list[_Part] = []
         self._snapshots = SnapshotChanges()
         self.idle_poll = False  # a partition returned nothing and asked for no wait
+        # Snapshots handed to the store and not yet durable, oldest first (see ``confirm``).
+        # Each epoch is confirmed once the next one is handed to the committer (which
+        # waits for the one before), so no more than two are ever pending.
+        self._unconfirmed: deque[dict[str, Any]] = deque(maxlen=2)
+        self._confirms = [p for p in self.parts if hasattr(p.part, "snapshot_committed")]
         if not self.parts:
             self._end()
 
@@ -139,7 +145,24 @@ class InputNode:
             for entry in self.parts + self._done
             if entry.key is not None
         }
+        if self._confirms:
+            self._unconfirmed.append(values)
         return self._snapshots(values)
+
+    def confirm(self) -> None:
+        """The oldest snapshot handed out by :meth:`changes` is durable: tell the partitions.
+
+        A partition with a ``snapshot_committed(state)`` method (optional; e.g. the Kafka
+        source, to commit offsets to a consumer group) gets the state of that snapshot.
+        """
+        if not self._unconfirmed:
+            return
+        values = self._unconfirmed.popleft()
+        step_id = self.step_id
+        for entry in self._confirms:
+            if entry.key in values:
+                call_user(step_id, "snapshot_committed", entry.part.snapshot_committed,
+                          values[entry.key])
 
     def close(self) -> None:
         """Close every partition."""

@@ -346,6 +346,11 @@ class Workers:
         node.notify(keys)
         node.end_if_done()
 
+    def confirm_epoch(self) -> None:
+        """The oldest epoch whose changes were handed out is durable: tell the sources."""
+        for node in self.inputs:
+            node.confirm()
+
     def close_epoch(self) -> list[tuple[int, Recorded]]:
         """End the epoch on every local worker; return what changed in it, to snapshot."""
         now = time.time()

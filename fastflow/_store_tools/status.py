@@ -17,6 +17,7 @@ import orjson
 
 from fastflow._store.changesets import merge_change_set
 from fastflow._store.store import Execution, RecoveryStore
+from fastflow._store_tools.kafka_offsets import KafkaOffset, OffsetCollector
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class StoreStatus:
     steps: tuple[StepStatus, ...]
     problem: str | None = None
     """Why the next run would be refused, if it would."""
+    kafka_offsets: tuple[KafkaOffset, ...] = ()
+    """Where each Kafka input would continue reading, per topic partition."""
 
     def as_dict(self) -> dict[str, Any]:
         """Return plain JSON-ready data, for scripts and logs."""
@@ -79,6 +82,7 @@ class StoreStatus:
             "resume_epoch": self.resume_epoch,
             "steps": [vars(s) for s in self.steps],
             "problem": self.problem,
+            "kafka_offsets": [vars(o) for o in self.kafka_offsets],
         }
 
 
@@ -87,6 +91,7 @@ def read_status(db_dir: Path | str) -> StoreStatus:
     with RecoveryStore.inspect(db_dir) as store:
         plan = store.plan()
         steps: dict[str, list[int]] = {}  # step id -> [live keys, change sets, bytes]
+        offsets = OffsetCollector()
         partitions = []
         for index, path in enumerate(store.paths):
             live: dict[str, dict[str, None]] = {}  # step id -> its live keys
@@ -97,6 +102,7 @@ def read_status(db_dir: Path | str) -> StoreStatus:
                 else:
                     deltas += 1
                 changes = orjson.loads(blob)
+                offsets.apply(step_id, changes)
                 merge_change_set(live, step_id, dict.fromkeys(changes["set"]), changes["del"])
             for step_id, keys in live.items():
                 steps.setdefault(step_id, [0, 0, 0])[0] += len(keys)
@@ -121,6 +127,7 @@ def read_status(db_dir: Path | str) -> StoreStatus:
             resume_epoch=plan.epoch,
             steps=tuple(StepStatus(s, *steps[s]) for s in sorted(steps)),
             problem=plan.problem,
+            kafka_offsets=tuple(offsets.offsets()),
         )
 
 
@@ -163,6 +170,12 @@ def format_status(status: StoreStatus) -> str:
         lines += _table(
             ("step", "live keys", "change sets", "bytes"),
             [(s.step_id, s.live_keys, s.change_sets, s.blob_bytes) for s in status.steps],
+        )
+    if status.kafka_offsets:
+        lines.append("Kafka offsets (where a resume reads on, per topic partition):")
+        lines += _table(
+            ("step", "topic", "partition", "next offset"),
+            [(o.step_id, o.topic, o.partition, o.next_offset) for o in status.kafka_offsets],
         )
     if status.problem:
         lines.append(f"problem: {status.problem}")

@@ -1,42 +1,35 @@
 """fastflow.connectors.kafka against a Kafka cluster spoken to over TCP.
 
-The cluster is librdkafka's built-in mock cluster (``test.mock.num.brokers``): real
-brokers speaking the Kafka protocol on local ports, living as long as the client that
-made it, here the module's ``cluster`` fixture. Every other client (the connectors
-under test, the checking consumers, ``fastflow run`` subprocesses) gets its broker
-addresses as ``bootstrap.servers``.
-
-What the mock cluster cannot do, and how the tests live with it:
-
-- ``AdminClient.create_topics`` times out against it, and librdkafka 2.x has no
-  setting for the partition count of auto-created topics (only
-  ``test.mock.num.brokers`` and ``test.mock.broker.rtt`` exist). Topics are created by
-  producing to them and get the mock's default of 4 partitions; ``new_topic`` checks
-  that count, so a librdkafka that changes it fails loudly here.
-- No way to make a broker refuse a message from Python (its error injection is a C
-  API), so a failed delivery is provoked with a partition the topic does not have.
-
-confluent-kafka is imported unconditionally: it is installed with the venv
-(``scripts/_venv.sh``), and a venv without it must fail here, not skip.
+The cluster is librdkafka's mock cluster, from the ``cluster`` fixture of ``_kafka.py``
+(topics of any partition count, on real brokers on local ports).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-import uuid
-from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Tuple
 
 import confluent_kafka
 import pytest
+from _kafka import (  # noqa: F401 - cluster_fixture is a fixture
+    FAST,
+    PARTITIONS,
+    Cluster,
+    CountRun,
+    Record,
+    cluster_fixture,
+    expected_lines,
+    per_key,
+)
 from _stores import stored_state
-from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from confluent_kafka.serialization import (
     IntegerDeserializer,
     IntegerSerializer,
@@ -54,72 +47,8 @@ from fastflow.connectors.kafka import (
 )
 from fastflow.connectors.kafka import operators as kop
 from fastflow.dataflow import Dataflow
-from fastflow.errors import FastflowRuntimeError
+from fastflow.errors import ConnectorError, FastflowRuntimeError
 from fastflow.testing import TestingSink, TestingSource, run_main
-
-PARTITIONS = 4  # of every auto-created topic of the mock cluster
-# Find the end of a partition in 10 ms instead of librdkafka's default 500 ms.
-FAST = {"fetch.wait.max.ms": "10"}
-
-Record = Tuple[int, int, Optional[bytes], Optional[bytes]]  # partition, offset, key, value
-
-
-class Cluster:
-    """The mock cluster: its brokers, and helpers to make, fill and read topics."""
-
-    def __init__(self) -> None:
-        self.producer = Producer({"test.mock.num.brokers": 3, "log_level": 3})
-        brokers = self.producer.list_topics(timeout=10).brokers.values()
-        self.brokers = [f"{b.host}:{b.port}" for b in brokers]
-        assert len(self.brokers) == 3
-
-    @property
-    def bootstrap(self) -> str:
-        return ",".join(self.brokers)
-
-    def new_topic(self) -> str:
-        """A fresh topic, created by producing to it (and checked to have 4 partitions)."""
-        topic = f"t-{uuid.uuid4().hex[:12]}"
-        metadata = self.producer.list_topics(topic, timeout=10).topics[topic]
-        assert metadata.error is None and len(metadata.partitions) == PARTITIONS
-        return topic
-
-    def produce(self, topic: str, records: Sequence[Tuple[int, bytes, bytes]]) -> None:
-        """Write ``(partition, key, value)`` records, and wait until all are acknowledged."""
-        failed: List[Any] = []
-        for partition, key, value in records:
-            self.producer.produce(
-                topic, value, key, partition=partition,
-                on_delivery=lambda err, _msg: err and failed.append(err),
-            )
-        assert self.producer.flush(10) == 0 and not failed, failed
-
-    def read(self, topic: str) -> List[Record]:
-        """Every message of the topic, partition by partition, in offset order."""
-        consumer = Consumer({
-            "bootstrap.servers": self.bootstrap, "group.id": "checker",
-            "enable.auto.commit": False, "enable.partition.eof": True, **FAST,
-        })
-        consumer.assign([TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
-                         for p in range(PARTITIONS)])
-        records: List[Record] = []
-        ended: set[int] = set()
-        deadline = time.monotonic() + 20
-        while len(ended) < PARTITIONS and time.monotonic() < deadline:
-            for msg in consumer.consume(100, 0.1):
-                if msg.error() is None:
-                    records.append((msg.partition(), msg.offset(), msg.key(), msg.value()))
-                else:
-                    assert msg.error().code() == confluent_kafka.KafkaError._PARTITION_EOF
-                    ended.add(msg.partition())
-        consumer.close()
-        assert len(ended) == PARTITIONS, "the checking consumer timed out"
-        return sorted(records)
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    yield Cluster()
 
 
 def by_partition(records: List[Record]) -> dict[int, List[Record]]:
@@ -364,6 +293,55 @@ def test_unknown_brokers_fail_listing_partitions_naming_the_topic() -> None:
     )
 
 
+UNREACHABLE_FLOW = """
+import fastflow.connectors.kafka._source as source_module
+import fastflow.operators as op
+from fastflow.connectors.kafka import KafkaSource
+from fastflow.connectors.stdio import StdOutSink
+from fastflow.dataflow import Dataflow
+
+source_module.METADATA_TIMEOUT = 2.0  # instead of 30 s, to keep the test short
+flow = Dataflow("unreachable")
+op.output("out", op.input("inp", flow, KafkaSource(["127.0.0.1:1"], ["t"])), StdOutSink())
+"""
+
+
+def test_unreachable_brokers_fail_the_run_with_one_line(
+    tmp_path: Path, fastflow_command: List[str]
+) -> None:
+    (tmp_path / "flow.py").write_text(UNREACHABLE_FLOW)
+    proc = subprocess.run([*fastflow_command, "run", "flow.py"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    # librdkafka's logs go to the fastflow.kafka logger, which prints nothing unless the
+    # application configures logging; the connector's error has no traceback to show.
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        "fastflow run: error: the flow failed: error calling `list_parts` in step "
+        "'unreachable.inp': ConnectorError: could not list the partitions of Kafka topic 't' "
+        "from brokers 127.0.0.1:1: Failed to get metadata: Local: Broker transport failure\n"
+    )
+
+
+def test_librdkafka_logs_go_to_the_fastflow_kafka_logger(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import fastflow.connectors.kafka._source as src
+
+    source = KafkaSource(["127.0.0.1:1"], ["nowhere"])
+    old, src.METADATA_TIMEOUT = src.METADATA_TIMEOUT, 1.0
+    try:
+        with caplog.at_level(logging.DEBUG, logger="fastflow.kafka"):
+            with pytest.raises(ConnectorError):
+                source.list_parts()
+    finally:
+        src.METADATA_TIMEOUT = old
+    assert caplog.records, "librdkafka logged nothing to fastflow.kafka"
+    assert {r.name for r in caplog.records} == {"fastflow.kafka"}
+    assert any("127.0.0.1:1" in r.getMessage() and r.levelno == logging.ERROR
+               for r in caplog.records)
+
+
 # --- KafkaSink --------------------------------------------------------------------------
 
 
@@ -527,78 +505,6 @@ def test_kop_single_field_serde_and_source_messages_to_output(cluster: Cluster) 
 
 
 # --- recovery through `fastflow run` -----------------------------------------------------
-
-COUNT_FLOW = """
-import os, time
-import fastflow.operators as op
-from fastflow.connectors.files import FileSink
-from fastflow.connectors.kafka import KafkaSource
-from fastflow.dataflow import Dataflow
-
-delay = float(os.environ.get("ITEM_DELAY", "0"))
-
-def slow(batch):
-    time.sleep(delay * len(batch))
-    return batch
-
-def count(n, msg):
-    return n + 1, f"{msg.partition}:{msg.offset}:{msg.value.decode()}:{n + 1}"
-
-flow = Dataflow("kafka_count")
-source = KafkaSource(os.environ["BROKERS"].split(","), [os.environ["TOPIC"]], tail=False,
-                     batch_size=int(os.environ["BATCH"]), add_config={"fetch.wait.max.ms": "10"})
-msgs = op.flat_map_batch("slow", op.input("inp", flow, source), slow)
-counts = op.stateful_map("count", op.key_on("key", msgs, lambda m: m.key.decode()),
-                         lambda: 0, count)
-op.output("out", op.map("line", counts, lambda kv: ("", f"{kv[0]} {kv[1]}")),
-          FileSink(os.environ["OUT"]))
-"""
-
-
-def expected_lines(count: int) -> List[str]:
-    """The output of an uninterrupted run over records_for(count), per key in order."""
-    seen: Counter[str] = Counter()
-    lines = []
-    for i in range(count):
-        key = f"k{i % 8}"
-        seen[key] += 1
-        lines.append(f"{key} {i % PARTITIONS}:{i // PARTITIONS}:{i}:{seen[key]}")
-    return lines
-
-
-def per_key(lines: List[str]) -> dict[str, List[str]]:
-    out: dict[str, List[str]] = {}
-    for line in lines:
-        out.setdefault(line.split()[0], []).append(line)
-    return out
-
-
-class CountRun:
-    """`fastflow run` of COUNT_FLOW on a topic, with a recovery directory."""
-
-    def __init__(self, tmp_path: Path, cluster: Cluster, topic: str, command: List[str]) -> None:
-        self.tmp_path, self.command = tmp_path, command
-        (tmp_path / "flow.py").write_text(COUNT_FLOW)
-        self.out = tmp_path / "out.txt"
-        self.env = {**os.environ, "BROKERS": cluster.bootstrap, "TOPIC": topic,
-                    "OUT": str(self.out), "BATCH": "1000"}
-        subprocess.run([*command, "init-recovery", "db", "1"], cwd=tmp_path, check=True,
-                       capture_output=True)
-
-    def args(self, *extra: str) -> List[str]:
-        return [*self.command, "run", "flow.py", "-r", "db", "-s", "0", *extra]
-
-    def run(self, *extra: str) -> None:
-        proc = subprocess.run(self.args(*extra), cwd=self.tmp_path, env=self.env,
-                              capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 0, proc.stderr
-
-    def lines(self) -> List[str]:
-        return self.out.read_text().splitlines() if self.out.exists() else []
-
-    def state(self) -> dict[str, Any]:
-        return stored_state(self.tmp_path / "db", "kafka_count.count.stateful_batch")
-
 
 def test_kill_9_mid_run_then_resume_has_no_gap_and_no_double_count(
     tmp_path: Path, cluster: Cluster, fastflow_command: List[str]

@@ -1,4 +1,4 @@
-"""Meters count only when the run is observed (fastflow/_engine/meter.py, issue 18)."""
+"""Meters count only when the run is observed (fastflow/_runtime/meter.py, issue 18)."""
 
 from __future__ import annotations
 

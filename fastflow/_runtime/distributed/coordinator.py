@@ -75,6 +75,7 @@ class Coordinator:
         self._epoch = epoch
         self._committer = committer
         self._active = epoch - 1  # the latest epoch in which a process reported activity
+        self._in_flight = False  # an epoch handed to the committer, not known durable yet
 
     def run(self) -> None:
         """Coordinate until every process finished; raise :class:`ProcessFailed` if one fails."""
@@ -133,6 +134,9 @@ class Coordinator:
                     break
                 closing = None
                 deadline = time.monotonic() + self._interval
+        if self._committer is not None and self._in_flight:
+            self._committer.wait()
+            self._broadcast(("durable",))  # the last epoch, while the sources are open
         self._broadcast(("stop",))
         for p, control in enumerate(self._controls):
             message = self._receive(p, control)
@@ -163,6 +167,9 @@ class Coordinator:
                 assert self._committer is not None
                 merged = _merge(closing.changes.values())
                 self._committer.commit(closing.epoch, merged, last=closing.last)
+                if self._in_flight:  # commit() waited for the epoch before: it is durable
+                    self._broadcast(("durable",))
+                self._in_flight = True
                 closing.finished = True
         return closing
 

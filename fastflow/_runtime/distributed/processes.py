@@ -157,6 +157,8 @@ class ProcessPacer:
             self._control.send(("changes", epoch, pickle.dumps(changes, protocol=5),
                                 time.perf_counter() - started))
             self._paused = None
+        elif kind == "durable":  # the oldest epoch snapshotted is committed
+            workers.confirm_epoch()
         elif kind == "stop":
             self._stop = True
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from confluent_kafka import KafkaError as ConfluentKafkaError
 from confluent_kafka import KafkaException, Message, Producer
 
+from fastflow._cext.kafka import produce_plain
+from fastflow.connectors.kafka._config import brokers_list, client_config
 from fastflow.connectors.kafka._messages import KafkaSinkMessage, describe
+from fastflow.errors import ConnectorError
 from fastflow.outputs import DynamicSink, StatelessSinkPartition
 
 RawSinkMessage = KafkaSinkMessage[Any, Any]
@@ -22,16 +25,23 @@ def _at(partition: int | None) -> str:
     return "" if partition is None else f" partition {partition}"
 
 
+PRODUCER_DEFAULTS: dict[str, object] = {
+    # Only failed deliveries call back into Python: success is the rule, and a Python
+    # call per acknowledged message would cost more than producing it.
+    "delivery.report.only.error": True,
+}
+"""librdkafka producer settings fastflow starts from (``add_config`` overrides them)."""
+
+
 class _KafkaSinkPartition(StatelessSinkPartition[RawSinkMessage]):
     """One producer; a batch is written when every message of it is acknowledged."""
 
-    def __init__(self, step_id: str, producer: Producer, topic: str | None) -> None:
+    def __init__(self, step_id: str, config: dict[str, Any], topic: str | None) -> None:
         self._step_id = step_id
-        self._producer = producer
         self._topic = topic
         self._failed = 0
         self._first_failure = ""
-        self._on_delivery = self._delivered  # one bound method for every produce()
+        self._producer = Producer({**config, "on_delivery": self._delivered})
 
     def _delivered(self, err: ConfluentKafkaError | None, message: Message) -> None:
         if err is not None:
@@ -49,45 +59,53 @@ class _KafkaSinkPartition(StatelessSinkPartition[RawSinkMessage]):
         cannot be behind a committed source offset. A full local queue waits for room
         instead of failing; a message the brokers refuse fails the run.
         """
-        producer = self._producer
-        on_delivery = self._on_delivery
-        for item in items:
-            if not isinstance(item, KafkaSinkMessage):
-                raise TypeError(
-                    f"KafkaSink takes KafkaSinkMessage items; got {describe(item)} (turn a "
-                    "KafkaSourceMessage into one with .to_sink())"
-                )
-            topic = self._topic if item.topic is None else item.topic
-            if topic is None:
-                raise ValueError(
-                    f"no topic to write {describe(item)} to: the sink has topic=None, so "
-                    "every KafkaSinkMessage must name its topic"
-                )
-            if item.partition is None:
-                args: dict[str, Any] = {}
-            else:
-                args = {"partition": item.partition}
-            while True:
-                try:
-                    producer.produce(
-                        topic,
-                        item.value,
-                        item.key,
-                        # (str, bytes) pairs are valid headers; list invariance hides it.
-                        headers=cast("list[tuple[str, str | bytes | None]]", item.headers),
-                        timestamp=item.timestamp,
-                        on_delivery=on_delivery,
-                        **args,
-                    )
-                    break
-                except BufferError:  # queue.buffering.max.messages/kbytes reached
-                    producer.poll(_QUEUE_FULL_WAIT)
-                except KafkaException as ex:  # refused at once: unknown partition, too large
-                    raise RuntimeError(
-                        f"Kafka sink of step {self._step_id!r} could not write to topic "
-                        f"{topic!r}{_at(item.partition)}: {ex.args[0].str()}"
-                    ) from None
+        produce = self._producer.produce
+        done, count = 0, len(items)
+        while done < count:
+            # Compiled: every message that needs no more than produce(topic, value, key).
+            done = produce_plain(items, done, KafkaSinkMessage, self._topic, produce)
+            if done < count:  # one that needs more, or a full queue: in Python
+                self._produce_one(items[done])
+                done += 1
         self._settle()
+
+    def _produce_one(self, item: RawSinkMessage) -> None:
+        if not isinstance(item, KafkaSinkMessage):
+            raise TypeError(
+                f"KafkaSink takes KafkaSinkMessage items; got {describe(item)} (turn a "
+                "KafkaSourceMessage into one with .to_sink())"
+            )
+        topic = self._topic if item.topic is None else item.topic
+        if topic is None:
+            raise ValueError(
+                f"no topic to write {describe(item)} to: the sink has topic=None, so "
+                "every KafkaSinkMessage must name its topic"
+            )
+        args: dict[str, Any] = {}
+        if item.partition is not None:
+            args["partition"] = item.partition
+        while True:
+            try:
+                self._producer.produce(
+                    topic,
+                    item.value,
+                    item.key,
+                    # (str, bytes) pairs are valid headers; list invariance hides it.
+                    headers=cast("list[tuple[str, str | bytes | None]]", item.headers),
+                    timestamp=item.timestamp,
+                    **args,
+                )
+                return
+            except BufferError:  # queue.buffering.max.messages/kbytes reached
+                self._producer.poll(_QUEUE_FULL_WAIT)  # librdkafka sends, freeing room
+            except KafkaException as ex:  # refused at once: unknown partition, too large
+                self._refused(topic, item, ex)
+
+    def _refused(self, topic: str, item: RawSinkMessage, ex: KafkaException) -> NoReturn:
+        raise ConnectorError(
+            f"Kafka sink of step {self._step_id!r} could not write to topic "
+            f"{topic!r}{_at(item.partition)}: {ex.args[0].str()}"
+        ) from None
 
     def _settle(self) -> None:
         """Wait for every delivery report; fail if any message was not delivered."""
@@ -95,7 +113,7 @@ class _KafkaSinkPartition(StatelessSinkPartition[RawSinkMessage]):
         if self._failed:
             failed, first = self._failed, self._first_failure
             self._failed, self._first_failure = 0, ""
-            raise RuntimeError(
+            raise ConnectorError(
                 f"Kafka sink of step {self._step_id!r} could not deliver {failed} message(s); "
                 f"the first: {first}"
             )
@@ -127,9 +145,7 @@ class KafkaSink(DynamicSink[RawSinkMessage]):
         topic: str | None,
         add_config: dict[str, str] | None = None,
     ) -> None:
-        if isinstance(brokers, str):
-            raise TypeError(f"brokers must be an iterable and not a string; got {brokers!r}")
-        self._brokers = list(brokers)
+        self._brokers = brokers_list(brokers, "brokers")
         self._topic = topic
         self._add_config = dict(add_config or {})
 
@@ -137,5 +153,5 @@ class KafkaSink(DynamicSink[RawSinkMessage]):
         self, step_id: str, worker_index: int, worker_count: int
     ) -> _KafkaSinkPartition:
         """Every worker gets a producer of its own."""
-        config = {"bootstrap.servers": ",".join(self._brokers), **self._add_config}
-        return _KafkaSinkPartition(step_id, Producer(config), self._topic)
+        config = client_config(self._brokers, PRODUCER_DEFAULTS, self._add_config)
+        return _KafkaSinkPartition(step_id, config, self._topic)

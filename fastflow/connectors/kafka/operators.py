@@ -7,11 +7,12 @@ stop, ``op.inspect`` to log, an output to dead-letter them). The deserialize ste
 split the same way; the serialize steps raise, since a message the flow made and
 cannot encode is a bug in the flow.
 
-The (de)serializers are confluent-kafka's ``Serializer``/``Deserializer`` objects
-(``StringSerializer``, ``IntegerDeserializer``, ...) or any callable taking
-``(data, SerializationContext)``. Schema-registry serializers work too when their
-extra dependencies are installed; fastflow does not provide Bytewax's
-``PlainAvroSerializer`` (``bytewax.connectors.kafka.serde``).
+The (de)serializers are those of :mod:`fastflow.connectors.kafka.serde` (Bytewax's
+``PlainAvroSerializer``, ``ConfluentAvroDeserializer``, ...), confluent-kafka's own
+``Serializer``/``Deserializer`` objects (``StringSerializer``, the Schema Registry's
+``AvroSerializer``, ``JSONDeserializer``, ``ProtobufSerializer``, ...), or any callable
+taking ``(data, SerializationContext)``: each is called with the message's topic,
+field and headers.
 """
 
 from __future__ import annotations
@@ -63,21 +64,26 @@ class KafkaOpOut(Generic[X, E]):
     """:class:`~fastflow.connectors.kafka.KafkaError` items, each with its message."""
 
 
+# isinstance(item, KafkaSourceMessage) as a built-in method: the branch calls it per
+# item without a Python frame. The streams split hold messages and KafkaErrors only.
+_is_message = KafkaSourceMessage.__instancecheck__
+
+
 @operator
 def _split_errors(step_id: str, up: Stream[Any]) -> KafkaOpOut[Any, Any]:
     """Split messages from errors, keeping each stream in order."""
-    split = op.branch("branch", up, lambda item: not isinstance(item, KafkaError))
+    split = op.branch("branch", up, _is_message)
     return KafkaOpOut(split.trues, split.falses)
 
 
-def _as_sink_message(item: Any) -> KafkaSinkMessage[Any, Any]:
-    return item.to_sink() if isinstance(item, KafkaSourceMessage) else item
+def _as_sink_messages(batch: list[Any]) -> list[KafkaSinkMessage[Any, Any]]:
+    return [item.to_sink() if _is_message(item) else item for item in batch]
 
 
 @operator
 def _to_sink(step_id: str, up: Stream[Any]) -> Stream[KafkaSinkMessage[Any, Any]]:
     """Turn read messages into messages to write; messages to write pass as they are."""
-    return op.map("map", up, _as_sink_message)
+    return op.flat_map_batch("map", up, _as_sink_messages)
 
 
 @operator
@@ -91,11 +97,13 @@ def input(  # noqa: A001 - Bytewax's name
     starting_offset: int = OFFSET_BEGINNING,
     add_config: dict[str, str] | None = None,
     batch_size: int = 1000,
+    group_id: str | None = None,
 ) -> KafkaOpOut[KafkaSourceMessage[Bytes, Bytes], KafkaError[Bytes, Bytes]]:
     """Read Kafka topics, with consumer errors on a stream of their own.
 
-    The arguments are :class:`~fastflow.connectors.kafka.KafkaSource`'s; errors never
-    stop the run here (``raise_on_errors=False``): handle ``errs``.
+    The arguments are :class:`~fastflow.connectors.kafka.KafkaSource`'s (``group_id``
+    is fastflow's, not Bytewax's); errors never stop the run here
+    (``raise_on_errors=False``): handle ``errs``.
     """
     source = KafkaSource(
         brokers,
@@ -105,6 +113,7 @@ def input(  # noqa: A001 - Bytewax's name
         add_config=add_config,
         batch_size=batch_size,
         raise_on_errors=False,
+        group_id=group_id,
     )
     return _split_errors("split_err", op.input("kafka_input", flow, source))
 
@@ -127,7 +136,7 @@ def output(
 
 
 def _context(message: Any, part: MessageField) -> SerializationContext:
-    return SerializationContext(message.topic, part)
+    return SerializationContext(message.topic, part, message.headers)
 
 
 def _decode_error(code: int, ex: Exception, message: Any) -> KafkaError[Any, Any]:
@@ -194,8 +203,22 @@ def deserialize(
     return _split_errors("split_err", op.map("map", up, decode))
 
 
-def _encoded(data: Any, what: str, message: Any) -> Any:
-    if data is None and getattr(message, what) is not None:
+def _encode(serializer: Serde, message: Any, part: MessageField) -> Any:
+    """Encode the message's key or value (``part``); ``None`` from a serializer is a bug."""
+    what = "key" if part == MessageField.KEY else "value"
+    field = getattr(message, what)
+    try:
+        data = serializer(field, _context(message, part))
+    except Exception as ex:
+        if message.topic is None:  # the sink's topic is not known yet
+            raise ValueError(
+                f"{type(ex).__name__}: {ex} (the message has topic=None; if the {what} "
+                "serializer needs a topic, as confluent-kafka's default "
+                "topic_subject_name_strategy does, set KafkaSinkMessage.topic or use "
+                "record_subject_name_strategy)"
+            ) from ex
+        raise
+    if data is None and field is not None:
         raise ValueError(f"the {what} serializer returned None for {message!r}")
     return data
 
@@ -209,8 +232,7 @@ def serialize_key(
     """Encode every message's key, as messages to write; an error stops the run."""
 
     def encode(message: KafkaSinkMessage[Any, V]) -> KafkaSinkMessage[bytes, V]:
-        key = serializer(message.key, _context(message, MessageField.KEY))
-        return message._with_key(_encoded(key, "key", message))
+        return message._with_key(_encode(serializer, message, MessageField.KEY))
 
     return op.map("map", _to_sink("to_sink", up), encode)
 
@@ -224,8 +246,7 @@ def serialize_value(
     """Encode every message's value, as messages to write; an error stops the run."""
 
     def encode(message: KafkaSinkMessage[K, Any]) -> KafkaSinkMessage[K, bytes]:
-        value = serializer(message.value, _context(message, MessageField.VALUE))
-        return message._with_value(_encoded(value, "value", message))
+        return message._with_value(_encode(serializer, message, MessageField.VALUE))
 
     return op.map("map", _to_sink("to_sink", up), encode)
 
@@ -241,10 +262,9 @@ def serialize(
     """Encode keys and values, as messages to write; an error stops the run."""
 
     def encode(message: KafkaSinkMessage[Any, Any]) -> KafkaSinkMessage[bytes, bytes]:
-        key = key_serializer(message.key, _context(message, MessageField.KEY))
-        value = val_serializer(message.value, _context(message, MessageField.VALUE))
         return message._with_key_and_value(
-            _encoded(key, "key", message), _encoded(value, "value", message)
+            _encode(key_serializer, message, MessageField.KEY),
+            _encode(val_serializer, message, MessageField.VALUE),
         )
 
     return op.map("map", _to_sink("to_sink", up), encode)
