@@ -28,7 +28,6 @@ if TYPE_CHECKING:  # imported lazily at run time, to keep start-up small
     from fastflow._runtime.execute import RayOptions
     from fastflow.dataflow import Dataflow
     from fastflow.recovery import RecoveryConfig
-    from fastflow.visualize import to_json
 
 __all__ = ["RayOptions", "cli_main", "main"]
 
@@ -295,6 +294,7 @@ def _run(args: argparse.Namespace, prog: str) -> int:
         TooManyProcesses,
     )
     from fastflow.recovery import RecoveryConfig
+    from fastflow.visualize import to_json
 
     _apply_env(args)
     if args.ray_address is None and os.environ.get("FASTFLOW_RAY_ADDRESS") is not None:
