@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import ray  # noqa: F401 - the extra must be installed, or these tests fail loudly
+from _paths import TESTS
 from _processes import SUMS, write_flow
 
 FASTFLOW = shutil.which("fastflow", path=str(Path(sys.executable).parent))
-STRANGER = Path(__file__).with_name("_stranger.py")
+STRANGER = TESTS / "_stranger.py"
 
 
 def test_a_stranger_connecting_first_runs_nothing_and_the_run_finishes(tmp_path: Path) -> None:
