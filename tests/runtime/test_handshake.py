@@ -130,3 +130,32 @@ def test_a_listener_without_the_key_is_not_trusted_by_the_connecting_side() -> N
         thread.join(60)
     assert isinstance(result["error"], TimeoutError)
     assert str(result["error"]) == "processes [0] did not connect to the impostor within 1 s"
+
+
+def test_a_peer_that_can_no_longer_come_ends_the_wait_with_its_cause() -> None:
+    """`--ray`: an actor that died before connecting is reported as dead, not as a timeout."""
+    key = new_key()
+    died = threading.Event()
+
+    def check() -> None:
+        if died.is_set():
+            raise ConnectionAbortedError("process 1 died")
+
+    with listener() as server:
+        gate = Gate(server, key, what="test listener")
+        result: dict[str, object] = {}
+
+        def run() -> None:
+            try:
+                result["admitted"] = gate.admit({0, 1}, 600, check=check)
+            except ConnectionAbortedError as ex:
+                result["error"] = ex
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        one = peer(server.getsockname(), key, 0)
+        died.set()
+        thread.join(120)  # a hang guard: the gate asks every second, the timeout is 600 s
+        one.close()
+    assert not thread.is_alive()
+    assert str(result["error"]) == "process 1 died"

@@ -18,17 +18,18 @@ from pathlib import Path
 
 import ray  # noqa: F401 - the extra must be installed, or these tests fail loudly
 from _processes import SUMS, expected_sums, last_totals, write_flow
+from _ray_cluster import started_cluster
 from _stores import stored_state
 from _stranger import run_processes
 
 FASTFLOW = shutil.which("fastflow", path=str(Path(sys.executable).parent))
-RAY = shutil.which("ray", path=str(Path(sys.executable).parent))
 
 
 
-def fastflow(*args: object, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def fastflow(*args: object, cwd: Path, timeout: float = 180,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([FASTFLOW, *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
 
 
 def test_a_flow_on_ray_actors_prints_what_it_prints_locally(tmp_path: Path) -> None:
@@ -57,15 +58,15 @@ def test_a_store_written_on_ray_resumes_locally_and_the_reverse(tmp_path: Path) 
     assert last_totals(tmp_path / "sums.out") == expected_sums(300)
 
 
-def _kill_an_actor_after(seconds: float, driver: int) -> None:
-    """SIGKILL one of ``driver``'s actors (never another run's: tests may run side by side)."""
-    deadline = time.monotonic() + 60
+def _kill_an_actor_at_work(driver: int, out: Path) -> None:
+    """SIGKILL one of ``driver``'s actors (never another run's: tests may run side by side)
+    once the run is at work: its sink has opened ``out``."""
+    deadline = time.monotonic() + 180  # a hang guard: Ray starts slowly on a loaded machine
     pids: list[int] = []
-    while not pids and time.monotonic() < deadline:
-        pids = sorted(run_processes(driver)[1:])
+    while not (pids and out.exists()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert pids, "no actor started"
-    time.sleep(seconds)
+        pids = sorted(run_processes(driver)[1:])
+    assert pids and out.exists(), "the run did not get to work"
     os.kill(pids[-1], signal.SIGKILL)
 
 
@@ -77,7 +78,7 @@ def test_a_dead_actor_is_replaced_from_the_last_committed_epoch(tmp_path: Path) 
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        _kill_an_actor_after(1.0, proc.pid)
+        _kill_an_actor_at_work(proc.pid, tmp_path / "sums.out")
         _out, err = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
@@ -98,11 +99,12 @@ def test_without_restarts_or_a_store_a_dead_actor_fails_the_run(tmp_path: Path) 
     write_flow(tmp_path, n=2000, delay=0.01)
     assert fastflow("init-recovery", "db", "2", cwd=tmp_path).returncode == 0
     for extra in (["-r", "db", "--max-restarts", "0"], []):
+        (tmp_path / "sums.out").unlink(missing_ok=True)
         proc = subprocess.Popen([FASTFLOW, "run", "flow.py", "--ray", "-p", "2", *extra],
                                 cwd=tmp_path, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         try:
-            _kill_an_actor_after(1.0, proc.pid)
+            _kill_an_actor_at_work(proc.pid, tmp_path / "sums.out")
             _out, err = proc.communicate(timeout=180)
         finally:
             if proc.poll() is None:
@@ -163,24 +165,16 @@ def test_clear_errors_before_anything_runs(tmp_path: Path) -> None:
 
 def test_a_cluster_too_small_for_the_processes_is_refused(tmp_path: Path) -> None:
     (tmp_path / "flow.py").write_text(SUMS)
-    env = {**os.environ, "RAY_ADDRESS": ""}
-    started = subprocess.run([RAY, "start", "--head", "--num-cpus", "1",
-                              "--include-dashboard", "false", "--disable-usage-stats"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=180, env=env)
-    assert started.returncode == 0, started.stderr
-    try:
-        proc = fastflow("run", "flow.py", "--ray", "auto", "-p", "2", cwd=tmp_path)
+    with started_cluster(num_cpus=1) as env:
+        proc = fastflow("run", "flow.py", "--ray", "auto", "-p", "2", cwd=tmp_path, env=env)
         assert proc.returncode == 2
         assert proc.stderr == (
             "fastflow run: error: --ray -p 2 needs 2 CPUs (one per process), but the Ray "
             "cluster has 1 free (1 in all)\n"
         )
-        ok = fastflow("run", "flow.py", "--ray", "auto", "-p", "1", cwd=tmp_path)
+        ok = fastflow("run", "flow.py", "--ray", "auto", "-p", "1", cwd=tmp_path, env=env)
         assert ok.returncode == 0, ok.stderr
         assert len(ok.stdout.splitlines()) == 7
-    finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
-
 
 
 def test_cli_main_runs_on_ray_from_python(tmp_path: Path) -> None:

@@ -26,10 +26,13 @@ import selectors
 import socket
 import struct
 import time
+from collections.abc import Callable
 
 KEY_BYTES = 32
 HANDSHAKE_SECONDS = 10.0
 """How long a connection that was accepted may take to prove itself."""
+CHECK_SECONDS = 1.0
+"""How often :meth:`Gate.admit` asks whether the peers it waits for can still come."""
 
 _NONCE = 32
 _INDEX = struct.Struct("<I")
@@ -112,11 +115,15 @@ class Gate:
         self._what = what
         self._handshake_seconds = handshake_seconds
 
-    def admit(self, expected: set[int], timeout: float) -> dict[int, socket.socket]:
+    def admit(
+        self, expected: set[int], timeout: float, check: Callable[[], None] | None = None,
+    ) -> dict[int, socket.socket]:
         """Wait for one proven connection from each process in ``expected``.
 
         Anything else that connects meanwhile is closed and logged. Raises
         ``TimeoutError`` if the expected processes are not all in after ``timeout``.
+        ``check`` is called every ``CHECK_SECONDS`` and raises (the error ends the wait)
+        once a peer can no longer come, e.g. it died: its cause, not a timeout, is reported.
         """
         deadline = time.monotonic() + timeout
         admitted: dict[int, socket.socket] = {}
@@ -135,7 +142,11 @@ class Gate:
                         f"processes {missing} did not connect to the {self._what} "
                         f"within {timeout:g} s"
                     )
+                if check is not None:
+                    check()
                 wake = min([deadline, *(p.deadline for p in pending.values())])
+                if check is not None:
+                    wake = min(wake, now + CHECK_SECONDS)
                 for ready, _ in selector.select(max(0.0, wake - now)):
                     if ready.fileobj is self._listener:
                         self._accept(selector, pending)

@@ -201,6 +201,12 @@ class RayProcess:
             sys.stdout = sys.__stdout__
 
 
+def _raise_failed(ray: ModuleType, calls: list[Any]) -> None:
+    """Raise the error of a call that already failed (e.g. its actor died), if any."""
+    done, _ = ray.wait(calls, num_returns=len(calls), timeout=0)
+    ray.get(done)
+
+
 class RayActors:
     """The run's processes as Ray actors, one CPU each, placed by a placement group."""
 
@@ -258,7 +264,8 @@ class RayActors:
         connecting = [actor.connect.remote(addresses, driver) for actor in self._actors]
         gate = Gate(listener, self._key, what="driver's control listener")
         try:
-            sockets = gate.admit(set(range(self._processes)), _CONNECT_SECONDS)
+            sockets = gate.admit(set(range(self._processes)), _CONNECT_SECONDS,
+                                 check=lambda: _raise_failed(ray, connecting))
         finally:
             listener.close()
         ray.get(connecting, timeout=_CONNECT_SECONDS)
