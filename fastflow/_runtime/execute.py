@@ -15,8 +15,9 @@ from datetime import timedelta
 from fastflow._runtime.distributed.process_limit import check_process_count
 from fastflow._runtime.distributed.processes import run_processes
 from fastflow._runtime.plan import CoreStep, flatten
-from fastflow._runtime.snapshot import Recorded, Restore, encode_epoch, load_resume
-from fastflow._runtime.worker import LocalPacer, Workers
+from fastflow._runtime.recording import RunSettings, Start, open_recording
+from fastflow._runtime.snapshot import Recorded, Restore, encode_epoch
+from fastflow._runtime.worker import Commit, LocalPacer, Workers
 from fastflow._store.committer import EpochCommitter
 from fastflow._store.config import RecoveryConfig
 from fastflow._store.store import RecoveryStore
@@ -62,36 +63,51 @@ def run_flow(
         plan = flatten(flow)
     except ValueError as ex:  # Bytewax's type and wording, so `except RuntimeError` catches it
         raise FastflowRuntimeError("error building production dataflow") from ex
+    settings = _settings(plan, processes, worker_count, interval, recovery_config)
     if ray is not None:
-        _run_on_ray(plan, processes, worker_count, interval, recovery_config, ray)
-        return
+        _run_on_ray(settings, ray)
+    elif processes > 1:
+        run_processes(settings)
+    else:
+        _run_here(settings)
+
+
+def _settings(
+    plan: list[CoreStep],
+    processes: int,
+    worker_count: int,
+    interval: timedelta,
+    recovery_config: RecoveryConfig | None,
+) -> RunSettings:
+    """The run's settings; what the recovery config asks for, if there is one."""
     if recovery_config is None:
-        if processes > 1:
-            run_processes(plan, processes, worker_count, interval, None, 0)
-        else:
-            Workers(plan, worker_count, 1, {}, recording=False).run(LocalPacer(interval, None))
-        return
-    backup_epochs = _backup_epochs(recovery_config, interval)
-    restore = _restore(plan, recovery_config)
-    with RecoveryStore.open(recovery_config.db_dir) as store:
-        if processes > 1:
-            run_processes(plan, processes, worker_count, interval, store, backup_epochs,
-                          restore)
-            return
-        resume = load_resume(store, store.plan().epoch, restore)  # before anything is written
-        start = store.start_execution(worker_count=worker_count)
-        committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
-        try:
-            committer.compact()  # what the last run left, while this one starts
-            workers = Workers(plan, worker_count, start.epoch, resume, recording=True)
+        return RunSettings(plan, processes, worker_count, interval)
+    return RunSettings(plan, processes, worker_count, interval, recovery_config.db_dir,
+                       _backup_epochs(recovery_config, interval),
+                       _restore(plan, recovery_config))
 
-            def commit(epoch: int, recorded: list[tuple[int, Recorded]], last: bool) -> None:
-                committer.commit(epoch, encode_epoch(recorded, store.part_count), last=last)
 
-            workers.run(LocalPacer(interval, commit))
-            committer.wait()
-        finally:
-            committer.close()
+def _run_here(settings: RunSettings) -> None:
+    """Run every worker in this process, its epochs closed by the clock."""
+
+    def start(begin: Start) -> Workers:
+        return Workers(settings.plan, settings.worker_count, begin.epoch, begin.resume,
+                       recording=begin.recording)
+
+    with open_recording(settings, start) as run:
+        commit = None
+        if run.committer is not None:
+            commit = _committing(run.committer, run.start.part_count)
+        run.started.run(LocalPacer(settings.interval, commit))
+
+
+def _committing(committer: EpochCommitter, part_count: int) -> Commit:
+    """Encode an epoch's changes on the processing thread (the cut), commit them off it."""
+
+    def commit(epoch: int, recorded: list[tuple[int, Recorded]], last: bool) -> None:
+        committer.commit(epoch, encode_epoch(recorded, part_count), last=last)
+
+    return commit
 
 
 def _restore(plan: list[CoreStep], recovery_config: RecoveryConfig) -> Restore:
@@ -120,33 +136,14 @@ def _backup_epochs(recovery_config: RecoveryConfig, interval: timedelta) -> int:
     return math.ceil(backup / max(interval, timedelta(microseconds=1)))
 
 
-def _run_on_ray(
-    plan: list[CoreStep],
-    processes: int,
-    worker_count: int,
-    interval: timedelta,
-    recovery_config: RecoveryConfig | None,
-    options: RayOptions,
-) -> None:
+def _run_on_ray(settings: RunSettings, options: RayOptions) -> None:
     from fastflow._runtime.distributed.ray_actors import run_on_ray
 
-    open_store = None
-    backup_epochs = 0
-    restore = None
-    if recovery_config is not None:
-        db_dir = recovery_config.db_dir
-        RecoveryStore.open(db_dir).close()  # refuse a bad store before starting Ray
-
-        def open_store() -> RecoveryStore:
-            return RecoveryStore.open(db_dir)
-
-        backup_epochs = _backup_epochs(recovery_config, interval)
-        restore = _restore(plan, recovery_config)
+    if settings.db_dir is not None:
+        RecoveryStore.open(settings.db_dir).close()  # refuse a bad store before starting Ray
 
     def log(message: str) -> None:
         print(f"fastflow: {message}", file=sys.stderr, flush=True)
 
-    run_on_ray(plan, processes, worker_count, interval, open_store, backup_epochs,
-               address=options.address, max_restarts=options.max_restarts,
-               placement=options.placement, timeout=options.timeout, log=log,
-               restore=restore)
+    run_on_ray(settings, address=options.address, max_restarts=options.max_restarts,
+               placement=options.placement, timeout=options.timeout, log=log)
