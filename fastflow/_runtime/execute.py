@@ -17,8 +17,9 @@ from fastflow import _hooks as hooks
 from fastflow._runtime.distributed.process_limit import check_process_count
 from fastflow._runtime.distributed.processes import run_processes
 from fastflow._runtime.plan import CoreStep, flatten
-from fastflow._runtime.snapshot import Recorded, Restore, encode_epoch, resume_state
-from fastflow._runtime.worker import LocalPacer, Workers
+from fastflow._runtime.recording import RunSettings, Start, open_recording
+from fastflow._runtime.snapshot import Recorded, Restore, encode_epoch
+from fastflow._runtime.worker import Commit, LocalPacer, Workers
 from fastflow._store.committer import EpochCommitter
 from fastflow._store.config import RecoveryConfig
 from fastflow._store.store import RecoveryStore
@@ -64,51 +65,68 @@ def run_flow(
         plan = flatten(flow)
     except ValueError as ex:  # Bytewax's type and wording, so `except RuntimeError` catches it
         raise FastflowRuntimeError("error building production dataflow") from ex
+    settings = _settings(plan, processes, worker_count, interval, recovery_config)
     if ray is not None:
-        _run_on_ray(plan, processes, worker_count, interval, recovery_config, ray)
-        return
+        _run_on_ray(settings, ray)
+    elif processes > 1:
+        run_processes(settings)
+    else:
+        _run_here(settings)
+
+
+def _settings(
+    plan: list[CoreStep],
+    processes: int,
+    worker_count: int,
+    interval: timedelta,
+    recovery_config: RecoveryConfig | None,
+) -> RunSettings:
+    """The run's settings; what the recovery config asks for, if there is one."""
     if recovery_config is None:
-        if processes > 1:
-            run_processes(plan, processes, worker_count, interval, None, 0)
-        else:
-            workers = Workers(plan, worker_count, 1, {}, recording=False)
-            hooks.current().workers_built(workers)
-            workers.run(LocalPacer(interval, None))
-        return
-    backup_epochs = _backup_epochs(recovery_config, interval)
-    restore = _restore(plan, recovery_config)
-    with RecoveryStore.open(recovery_config.db_dir) as store:
-        if processes > 1:
-            run_processes(plan, processes, worker_count, interval, store, backup_epochs,
-                          restore)
-            return
-        resume = resume_state(store, store.plan().epoch, restore)  # before anything is written
-        start = store.start_execution(worker_count=worker_count)
-        committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
-        try:
-            committer.compact()  # what the last run left, while this one starts
-            workers = Workers(plan, worker_count, start.epoch, resume, recording=True)
-            hooks.current().workers_built(workers)
+        return RunSettings(plan, processes, worker_count, interval)
+    return RunSettings(plan, processes, worker_count, interval, recovery_config.db_dir,
+                       _backup_epochs(recovery_config, interval),
+                       _restore(plan, recovery_config))
 
-            in_flight = False
 
-            def commit(epoch: int, recorded: list[tuple[int, Recorded]], last: bool) -> None:
-                nonlocal in_flight
-                started = time.perf_counter()
-                changes = encode_epoch(recorded, store.part_count)
-                hooks.current().encoded(epoch, time.perf_counter() - started)
-                committer.commit(epoch, changes, last=last)
-                if in_flight:  # commit() waited for the epoch before this one: it is durable
-                    workers.confirm_epoch()
-                in_flight = True
-                if last:  # while the sources are still open
-                    committer.wait()
-                    workers.confirm_epoch()
+def _run_here(settings: RunSettings) -> None:
+    """Run every worker in this process, its epochs closed by the clock."""
 
-            workers.run(LocalPacer(interval, commit))
+    def start(begin: Start) -> Workers:
+        workers = Workers(settings.plan, settings.worker_count, begin.epoch, begin.resume,
+                          recording=begin.recording)
+        hooks.current().workers_built(workers)
+        return workers
+
+    with open_recording(settings, start) as run:
+        commit = None
+        if run.committer is not None:
+            commit = _committing(run.committer, run.start.part_count, run.started)
+        run.started.run(LocalPacer(settings.interval, commit))
+
+
+def _committing(committer: EpochCommitter, part_count: int, workers: Workers) -> Commit:
+    """Encode an epoch's changes on the processing thread (the cut), commit them off it.
+
+    Once an epoch is durable the sources hear of it (``Workers.confirm_epoch``): a commit
+    waits for the epoch before it, and the last one is waited for while they are open.
+    """
+    in_flight = False
+
+    def commit(epoch: int, recorded: list[tuple[int, Recorded]], last: bool) -> None:
+        nonlocal in_flight
+        started = time.perf_counter()
+        changes = encode_epoch(recorded, part_count)
+        hooks.current().encoded(epoch, time.perf_counter() - started)
+        committer.commit(epoch, changes, last=last)
+        if in_flight:  # commit() waited for the epoch before this one: it is durable
+            workers.confirm_epoch()
+        in_flight = True
+        if last:  # while the sources are still open
             committer.wait()
-        finally:
-            committer.close()
+            workers.confirm_epoch()
+
+    return commit
 
 
 def _restore(plan: list[CoreStep], recovery_config: RecoveryConfig) -> Restore:
@@ -137,33 +155,14 @@ def _backup_epochs(recovery_config: RecoveryConfig, interval: timedelta) -> int:
     return math.ceil(backup / max(interval, timedelta(microseconds=1)))
 
 
-def _run_on_ray(
-    plan: list[CoreStep],
-    processes: int,
-    worker_count: int,
-    interval: timedelta,
-    recovery_config: RecoveryConfig | None,
-    options: RayOptions,
-) -> None:
+def _run_on_ray(settings: RunSettings, options: RayOptions) -> None:
     from fastflow._runtime.distributed.ray_actors import run_on_ray
 
-    open_store = None
-    backup_epochs = 0
-    restore = None
-    if recovery_config is not None:
-        db_dir = recovery_config.db_dir
-        RecoveryStore.open(db_dir).close()  # refuse a bad store before starting Ray
-
-        def open_store() -> RecoveryStore:
-            return RecoveryStore.open(db_dir)
-
-        backup_epochs = _backup_epochs(recovery_config, interval)
-        restore = _restore(plan, recovery_config)
+    if settings.db_dir is not None:
+        RecoveryStore.open(settings.db_dir).close()  # refuse a bad store before starting Ray
 
     def log(message: str) -> None:
         print(f"fastflow: {message}", file=sys.stderr, flush=True)
 
-    run_on_ray(plan, processes, worker_count, interval, open_store, backup_epochs,
-               address=options.address, max_restarts=options.max_restarts,
-               placement=options.placement, timeout=options.timeout, log=log,
-               restore=restore)
+    run_on_ray(settings, address=options.address, max_restarts=options.max_restarts,
+               placement=options.placement, timeout=options.timeout, log=log)

@@ -21,10 +21,9 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
 from fastflow import _hooks as hooks
-from fastflow._runtime.snapshot import Restore, ResumeState, resume_state
+from fastflow._runtime.recording import RunSettings, Start, open_recording
 from fastflow._store.changesets import ChangeSet
 from fastflow._store.committer import EpochCommitter
-from fastflow._store.store import RecoveryStore
 from fastflow.errors import ProcessFailed
 
 _FAILURE_POLL_SECONDS = 0.5  # how often the coordinator asks a group without sentinels
@@ -252,36 +251,14 @@ def _merge(per_process: Any) -> list[list[ChangeSet]]:
     return merged
 
 
-StartGroup = Callable[[int, ResumeState, bool, int], ProcessGroup]
-"""Starts the processes: ``(epoch, resume state, recording, partition count) -> group``."""
+StartGroup = Callable[[Start], ProcessGroup]
+"""Starts the processes where the run starts (first epoch, resume state, partitions)."""
 
 
-def run_group(
-    start: StartGroup,
-    processes: int,
-    per_process: int,
-    interval: timedelta,
-    store: RecoveryStore | None,
-    backup_epochs: int,
-    restore: Restore | None = None,
-) -> None:
-    """Start a group of processes and coordinate it to the end, committing to ``store``.
+def run_group(start: StartGroup, settings: RunSettings) -> None:
+    """Start a group of processes and coordinate it to the end, recording it if asked.
 
-    The group starts before the committer's thread does: forking must not copy a thread.
-    The stored state is decoded (``restore``) before the store is written, so a state that
-    may not be rebuilt refuses the run with the store untouched.
+    The group starts before the committer's thread does (``recording.open_recording``).
     """
-    if store is None:
-        Coordinator(start(1, {}, False, 0), interval, 1, None).run()
-        return
-    worker_count = processes * per_process
-    resume = resume_state(store, store.plan().epoch, restore)
-    resumed = store.start_execution(worker_count=worker_count)
-    committer = EpochCommitter(store, list(range(worker_count)), backup_epochs)
-    try:
-        group = start(resumed.epoch, resume, True, store.part_count)
-        committer.compact()  # what the last run left, while this one starts
-        Coordinator(group, interval, resumed.epoch, committer).run()
-        committer.wait()
-    finally:
-        committer.close()
+    with open_recording(settings, start) as run:
+        Coordinator(run.started, settings.interval, run.start.epoch, run.committer).run()

@@ -34,8 +34,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -46,9 +45,9 @@ from fastflow._runtime.exchange import Countdown, RemoteSlot, port_end
 from fastflow._runtime.io_nodes import InputNode
 from fastflow._runtime.nodes import End, Node, StatefulNode
 from fastflow._runtime.plan import CoreStep
-from fastflow._runtime.snapshot import Restore, ResumeState, encode_epoch
+from fastflow._runtime.recording import RunSettings, Start
+from fastflow._runtime.snapshot import encode_epoch
 from fastflow._runtime.worker import Workers
-from fastflow._store.store import RecoveryStore
 from fastflow._tracebacks import one_line, user_error, user_traceback
 from fastflow.errors import ProcessFailed
 
@@ -213,31 +212,30 @@ def _die_with_parent() -> None:
 
 def serve(
     process: int,
-    processes: int,
-    per_process: int,
-    plan: list[CoreStep],
-    epoch: int,
-    resume: ResumeState,
-    recording: bool,
-    part_count: int,
+    settings: RunSettings,
+    start: Start,
     control: Connection,
     sockets: dict[int, socket.socket],
+    by_value: Callable[[Any], bytes] | None = None,
 ) -> bool:
     """Run worker process ``process``'s workers until told to stop; False if it failed.
 
     Its links to the other processes are ``sockets`` (by process index), its orders come
     on ``control``; an exception is reported there (one line and the user's traceback).
+    ``by_value`` pickles the batches plain pickle refuses (``wire.Link``).
     """
     try:
         observer = hooks.current().for_child()
         hooks.install(observer)
         observer.in_child(process, control)
-        links = {peer: Link(sock, peer) for peer, sock in sockets.items()}
-        mesh = Mesh(process, processes, per_process, links)
-        workers = Workers(plan, processes * per_process, epoch, resume, recording,
-                          first=process * per_process, count=per_process, peers=mesh)
+        per_process = settings.per_process
+        links = {peer: Link(sock, peer, by_value) for peer, sock in sockets.items()}
+        mesh = Mesh(process, settings.processes, per_process, links)
+        workers = Workers(settings.plan, settings.worker_count, start.epoch, start.resume,
+                          start.recording, first=process * per_process, count=per_process,
+                          peers=mesh)
         observer.workers_built(workers, links.values())
-        workers.run(ProcessPacer(mesh, control, part_count if recording else 0))
+        workers.run(ProcessPacer(mesh, control, start.part_count))
         send_report(control)  # the final figures
         hooks.current().leaving()
         sys.stdout.flush()  # before "exited": the coordinator stops listening after it
@@ -248,7 +246,7 @@ def serve(
             sys.stdout.flush()  # what it printed before it failed comes first
             hooks.current().leaving()
             if isinstance(ex, UnsendableBatch):  # the flow's data, not fastflow: no frames
-                control.send(("error", _unsendable(ex, plan), ""))
+                control.send(("error", _unsendable(ex, settings.plan), ""))
             else:
                 control.send(("error", one_line(ex), user_traceback(user_error(ex))))
         except Exception:  # noqa: S110 - the coordinator sees the channel close instead
@@ -294,17 +292,9 @@ def _process_main(*args: Any) -> None:
 class ForkedProcesses:
     """Worker processes forked from this one, connected by a mesh of Unix socket pairs."""
 
-    def __init__(
-        self,
-        plan: list[CoreStep],
-        processes: int,
-        per_process: int,
-        epoch: int,
-        resume: ResumeState,
-        recording: bool,
-        part_count: int,
-    ) -> None:
-        """Fork ``processes`` processes of ``per_process`` workers each."""
+    def __init__(self, settings: RunSettings, start: Start) -> None:
+        """Fork ``settings.processes`` processes, their workers starting at ``start``."""
+        processes = settings.processes
         self._processes = processes
         context = multiprocessing.get_context("fork")
         pairs = {(a, b): socket.socketpair() for a in range(processes)
@@ -321,8 +311,7 @@ class ForkedProcesses:
             ours, theirs = context.Pipe()
             proc = context.Process(
                 target=_process_main, name=f"fastflow-{p}",
-                args=(p, processes, per_process, plan, epoch, resume, recording,
-                      part_count, theirs, mine),
+                args=(p, settings, start, theirs, mine),
             )
             proc.start()
             theirs.close()
@@ -370,19 +359,10 @@ class ForkedProcesses:
             proc.join()
 
 
-def run_processes(
-    plan: list[CoreStep],
-    processes: int,
-    per_process: int,
-    interval: timedelta,
-    store: RecoveryStore | None,
-    backup_epochs: int,
-    restore: Restore | None = None,
-) -> None:
-    """Run ``plan`` on ``processes`` forked processes of ``per_process`` workers each."""
+def run_processes(settings: RunSettings) -> None:
+    """Run ``settings.plan`` on ``settings.processes`` forked processes."""
 
-    def fork(epoch: int, resume: ResumeState, recording: bool, part_count: int) -> ProcessGroup:
-        return ForkedProcesses(plan, processes, per_process, epoch, resume, recording,
-                               part_count)
+    def fork(start: Start) -> ProcessGroup:
+        return ForkedProcesses(settings, start)
 
-    run_group(fork, processes, per_process, interval, store, backup_epochs, restore)
+    run_group(fork, settings)

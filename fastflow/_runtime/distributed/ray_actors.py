@@ -30,22 +30,20 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from types import ModuleType
 from typing import Any
 
 from fastflow import _hooks as hooks
 from fastflow._cext.routing import split_dict
-from fastflow._runtime.distributed import wire
 from fastflow._runtime.distributed.coordinator import run_group
 from fastflow._runtime.distributed.handshake import Gate, introduce, new_key
 from fastflow._runtime.distributed.processes import serve
 from fastflow._runtime.distributed.ray_join import NoAnswer, join
 from fastflow._runtime.distributed.ray_local import LocalRay
-from fastflow._runtime.plan import CoreStep
-from fastflow._runtime.snapshot import Restore, ResumeState
-from fastflow._store.store import RecoveryStore
+from fastflow._runtime.recording import RunSettings, Start
+from fastflow._runtime.snapshot import ResumeState
 from fastflow.errors import ProcessFailed, RayUnavailable
 
 _IMPORT_HINT = (
@@ -142,7 +140,6 @@ class RayProcess:
         self._key = key
         if os.path.isdir(directory):  # relative paths in the flow mean what they mean there
             os.chdir(directory)
-        wire.pickle_classes_by_value(_ray().cloudpickle.dumps)
         self._listener = socket.create_server((_node_address(), 0))
         self._sockets: dict[int, socket.socket] = {}
         self._control: Connection | None = None
@@ -179,23 +176,18 @@ class RayProcess:
             raise
         return sock
 
-    def serve(
-        self,
-        per_process: int,
-        plan: list[CoreStep],
-        epoch: int,
-        resume: ResumeState,
-        recording: bool,
-        part_count: int,
-        observer: hooks.RunHooks,
-    ) -> bool:
-        """Run this process's workers until the driver says stop (see ``cluster.serve``)."""
+    def serve(self, settings: RunSettings, start: Start, observer: hooks.RunHooks) -> bool:
+        """Run this process's workers until the driver says stop (see ``processes.serve``).
+
+        Batches plain pickle refuses go by value (``wire.ByValue``), with Ray's cloudpickle;
+        ``observer`` is the driver's run hooks for a child (metrics, logs, traces).
+        """
         assert self._control is not None
         hooks.install(observer)
         sys.stdout = _Output(self._control)
         try:
-            return serve(self._process, self._processes, per_process, plan, epoch, resume,
-                         recording, part_count, self._control, self._sockets)
+            return serve(self._process, settings, start, self._control, self._sockets,
+                         by_value=_ray().cloudpickle.dumps)
         finally:
             sys.stdout.flush()
             sys.stdout = sys.__stdout__
@@ -210,18 +202,9 @@ def _raise_failed(ray: ModuleType, calls: list[Any]) -> None:
 class RayActors:
     """The run's processes as Ray actors, one CPU each, placed by a placement group."""
 
-    def __init__(
-        self,
-        plan: list[CoreStep],
-        processes: int,
-        per_process: int,
-        epoch: int,
-        resume: ResumeState,
-        recording: bool,
-        part_count: int,
-        placement: str,
-    ) -> None:
-        """Start the actors, connect them, and set them running."""
+    def __init__(self, settings: RunSettings, start: Start, placement: str) -> None:
+        """Start the actors, connect them, and set them running from ``start``."""
+        processes = settings.processes
         ray = _ray()
         from ray.util.placement_group import placement_group, remove_placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -246,9 +229,8 @@ class RayActors:
         try:
             self.controls = self._connect()
             self._serving = [
-                actor.serve.remote(per_process, plan, epoch,
-                                   _share(plan, resume, p, processes, per_process),
-                                   recording, part_count, hooks.current().for_child())
+                actor.serve.remote(settings, replace(start, resume=_share(settings, start, p)),
+                                   hooks.current().for_child())
                 for p, actor in enumerate(self._actors)
             ]
         except BaseException:
@@ -341,16 +323,15 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}".strip()
 
 
-def _share(
-    plan: list[CoreStep], resume: ResumeState, process: int, processes: int, per_process: int
-) -> ResumeState:
+def _share(settings: RunSettings, start: Start, process: int) -> ResumeState:
     """The part of the resume state an actor needs: its workers' keys, every partition's."""
-    stateful = {step.step_id for step in plan if step.kind == "stateful_batch"}
+    stateful = {step.step_id for step in settings.plan if step.kind == "stateful_batch"}
+    per_process = settings.per_process
     mine = range(process * per_process, (process + 1) * per_process)
     share: ResumeState = {}
-    for step_id, states in resume.items():
+    for step_id, states in start.resume.items():
         if step_id in stateful:
-            by_worker = split_dict(states, processes * per_process)
+            by_worker = split_dict(states, settings.worker_count)
             share[step_id] = {k: v for w in mine for k, v in by_worker[w].items()}
         else:
             share[step_id] = states
@@ -409,31 +390,24 @@ def connect_ray(
 
 
 def run_on_ray(
-    plan: list[CoreStep],
-    processes: int,
-    per_process: int,
-    interval: timedelta,
-    open_store: Callable[[], RecoveryStore] | None,
-    backup_epochs: int,
+    settings: RunSettings,
     *,
     address: str | None,
     max_restarts: int,
     placement: str,
     timeout: float,
     log: Callable[[str], None],
-    restore: Restore | None = None,
 ) -> None:
-    """Run ``plan`` on ``processes`` Ray actors, restarting from the store when one dies."""
-    ray, local = connect_ray(address, processes, timeout)
+    """Run ``settings.plan`` on Ray actors, restarting from the store when one dies."""
+    ray, local = connect_ray(address, settings.processes, timeout)
     try:
         restarts = 0
         while True:
             try:
-                _attempt(plan, processes, per_process, interval, open_store, backup_epochs,
-                         placement, restore)
+                run_group(lambda start: RayActors(settings, start, placement), settings)
                 return
             except ProcessFailed as ex:
-                if open_store is None or not ex.died or restarts >= max_restarts:
+                if settings.db_dir is None or not ex.died or restarts >= max_restarts:
                     raise  # no store to restart from, or it would fail the same way again
                 restarts += 1
                 hooks.current().restarted(restarts, str(ex))
@@ -443,24 +417,3 @@ def run_on_ray(
         if local is not None:
             ray.shutdown()
             local.stop()
-
-
-def _attempt(
-    plan: list[CoreStep],
-    processes: int,
-    per_process: int,
-    interval: timedelta,
-    open_store: Callable[[], RecoveryStore] | None,
-    backup_epochs: int,
-    placement: str,
-    restore: Restore | None,
-) -> None:
-    def start(epoch: int, resume: ResumeState, recording: bool, part_count: int) -> RayActors:
-        return RayActors(plan, processes, per_process, epoch, resume, recording, part_count,
-                         placement)
-
-    if open_store is None:
-        run_group(start, processes, per_process, interval, None, backup_epochs)
-        return
-    with open_store() as store:
-        run_group(start, processes, per_process, interval, store, backup_epochs, restore)

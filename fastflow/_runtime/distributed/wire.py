@@ -34,22 +34,17 @@ Frame = tuple[int, int, int, int, Any]
 """``(kind, step index, port, worker index, batch or None)`` as received."""
 
 
-_by_value: Callable[[Any], bytes] | None = None
+ByValue = Callable[[Any], bytes]
+"""A cloudpickle's ``dumps``, for batches plain pickle refuses.
+
+Why: on a Ray actor the flow's own module is shipped by value, so instances of the
+classes it defines pickle only by value too; ``pickle.loads`` reads the result wherever
+that cloudpickle is importable, which it is on every actor.
+"""
 
 
-def pickle_classes_by_value(dumps: Callable[[Any], bytes]) -> None:
-    """Use ``dumps`` (a cloudpickle's) for batches plain pickle refuses.
-
-    Why: on a Ray actor the flow's own module is shipped by value, so instances of the
-    classes it defines pickle only by value too; ``pickle.loads`` reads the result wherever
-    that cloudpickle is importable, which it is on every actor.
-    """
-    global _by_value
-    _by_value = dumps
-
-
-def encode_batch(batch: list[Any]) -> tuple[int, bytes]:
-    """``(flag, bytes)`` of a batch: marshal when it can, pickle otherwise."""
+def encode_batch(batch: list[Any], by_value: ByValue | None = None) -> tuple[int, bytes]:
+    """``(flag, bytes)`` of a batch: marshal when it can, pickle (or ``by_value``) otherwise."""
     try:
         return _MARSHALLED, marshal.dumps(batch, 4)
     except ValueError:
@@ -57,9 +52,9 @@ def encode_batch(batch: list[Any]) -> tuple[int, bytes]:
     try:
         return _PICKLED, pickle.dumps(batch, protocol=5)
     except (pickle.PicklingError, TypeError, AttributeError):
-        if _by_value is None:
+        if by_value is None:
             raise
-        return _PICKLED, _by_value(batch)
+        return _PICKLED, by_value(batch)
 
 
 def decode_batch(flag: int, payload: bytes | memoryview) -> list[Any]:
@@ -83,11 +78,12 @@ class UnsendableBatch(Exception):
 class Link:
     """One end of a connection to a peer process, carrying frames both ways."""
 
-    def __init__(self, sock: socket.socket, peer: int) -> None:
-        """Wrap a connected stream socket to process ``peer``."""
+    def __init__(self, sock: socket.socket, peer: int, by_value: ByValue | None = None) -> None:
+        """Wrap a connected stream socket to process ``peer``; see :data:`ByValue`."""
         sock.setblocking(False)
         self.sock = sock
         self.peer = peer
+        self._by_value = by_value
         self._outbox = bytearray()
         self._inbox = bytearray()
         self.sent = 0
@@ -104,7 +100,7 @@ class Link:
         Nothing is sent until :meth:`flush` (once per round: fewer system calls).
         """
         try:
-            flag, payload = encode_batch(batch)
+            flag, payload = encode_batch(batch, self._by_value)
         except (pickle.PicklingError, TypeError, AttributeError) as ex:
             raise UnsendableBatch(step, port) from ex
         self._outbox += _HEADER.pack(DATA | flag, step, port, worker, len(payload))
