@@ -318,7 +318,6 @@ def _run(args: argparse.Namespace, prog: str) -> int:
     except BadOption as ex:
         raise _BadInput(str(ex)) from None
     logs.configure(observe.log_level)
-    logs.warn_bytewax_variables()
     import fastflow.compat  # noqa: F401 - `bytewax` imports get fastflow if Bytewax is absent
 
     try:

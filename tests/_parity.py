@@ -29,7 +29,7 @@ REPO = TESTS.parent
 FLOWS_DIR = TESTS / "flows"
 EXPECTED_FLOWS = TESTS / "parity" / "flows"
 EXPECTED_WINDOWING = TESTS / "parity" / "windowing"
-SCENARIOS_SCRIPT = TESTS / "windowing_scenarios.py"
+SCENARIOS_SCRIPT = TESTS / "operators" / "windowing_scenarios.py"
 BYTEWAX_VERSION = "0.21.1"
 TIMEOUT = 300  # seconds; only guards against a hung run
 

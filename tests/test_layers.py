@@ -55,7 +55,7 @@ ALLOWED: dict[str, set[str]] = {
     "runtime": {"store", "cext", "contracts", "formats", "errors", "api", "tracebacks", "hooks"},
     "observe": {"runtime", "store", "cext", "errors", "api", "hooks", "progress", "tracebacks"},
     "operators": {"api", "contracts", "cext"},
-    "connectors": {"api", "operators"},
+    "connectors": {"api", "operators", "errors"},
     "facade": {"runtime", "store", "cext", "errors", "api", "tracebacks", "observe", "hooks",
                "progress"},
     "cli": {"facade", "store_tools", "errors", "observe", "progress"},

@@ -25,15 +25,6 @@ if TYPE_CHECKING:
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ROOT = "fastflow"
 
-# Bytewax's variables that fastflow reads under another name (or not at all).
-_BYTEWAX_VARIABLES = {
-    "BYTEWAX_RECOVERY_DIRECTORY": "FASTFLOW_RECOVERY_DIRECTORY",
-    "BYTEWAX_SNAPSHOT_INTERVAL": "FASTFLOW_SNAPSHOT_INTERVAL",
-    "BYTEWAX_RECOVERY_BACKUP_INTERVAL": "FASTFLOW_BACKUP_INTERVAL",
-    "BYTEWAX_WORKERS_PER_PROCESS": "FASTFLOW_WORKERS_PER_PROCESS",
-    "BYTEWAX_PROCESSES": "FASTFLOW_PROCESSES",
-}
-
 
 def configure(level: int | None) -> None:
     """Log the ``fastflow`` tree at ``level`` and above to stderr (None: leave it alone)."""
@@ -49,14 +40,6 @@ def configure(level: int | None) -> None:
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
-
-
-def warn_bytewax_variables() -> None:
-    """WARN about Bytewax variables in the environment that fastflow does not read."""
-    log = logging.getLogger(f"{ROOT}.run")
-    for name, ours in _BYTEWAX_VARIABLES.items():
-        if os.environ.get(name) and not os.environ.get(ours):
-            log.warning("%s is set, but fastflow reads %s: it is ignored", name, ours)
 
 
 class ForwardHandler(logging.Handler):

@@ -9,7 +9,7 @@ spreads items over all workers, a partitioned sink sends items to the worker
 owning their partition. Workers of one process run in the same thread, so an
 exchange between them is a list append, like any other edge; a part for a
 worker of another process goes to a :class:`RemoteSlot`, which queues it on the
-link to that process (``wire.py``, ``cluster.py``).
+link to that process (``distributed/wire.py``, ``distributed/processes.py``).
 """
 
 from __future__ import annotations

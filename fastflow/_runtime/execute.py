@@ -2,7 +2,7 @@
 
 Why a module of its own: it is the one place that puts the pieces together: the plan
 (``plan.py``), the recovery store and its committer, and either this process's workers
-(``worker.py``) or a coordinator of worker processes (``cluster.py``).
+(``worker.py``) or a coordinator of worker processes (``distributed/``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ DEFAULT_EPOCH_INTERVAL = timedelta(seconds=10)
 
 @dataclass(frozen=True)
 class RayOptions:
-    """Run the processes as Ray actors (``fastflow run --ray``; see ``ray_cluster.py``)."""
+    """Run the processes as Ray actors (``fastflow run --ray``; ``distributed/ray_actors.py``)."""
 
     address: str | None = None
     """The cluster (``auto``, ``ray://host:port``); None starts a local Ray instance."""

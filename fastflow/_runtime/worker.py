@@ -248,7 +248,7 @@ class Pacer(Protocol):
 class Workers:
     """The workers of this process, run round by round in this thread.
 
-    With one process they are all the run's workers; with several (``cluster.py``),
+    With one process they are all the run's workers; with several (``distributed/processes.py``),
     workers ``first`` to ``first + count - 1`` of ``worker_count``.
     """
 

@@ -44,9 +44,11 @@ class EpochCommitter:
         an epoch that is not the ``last``, partitions whose deltas outgrew their base are
         compacted in the same background job; the last one leaves that to the next run.
         An epoch that changed nothing (and is not the last) writes nothing, not even the
-        frontiers: a resume from the epoch before it finds the same state.
+        frontiers: a resume from the epoch before it finds the same state. It still waits,
+        so that on return every epoch before ``epoch`` is durable, whatever it held.
         """
         if not last and not any(changes):
+            self.wait()
             return
 
         def write() -> None:

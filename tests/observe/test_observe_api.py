@@ -206,7 +206,8 @@ def test_status_reports_the_committed_epoch_recovery_status_reports(observed, tm
     subprocess.run([FASTFLOW, "init-recovery", "db", "2"], cwd=tmp_path, check=True,
                    capture_output=True)
     run = observed(50, "-r", "db", "-s", "0.05", "--api-linger", "600", *args)
-    first = run.wait_for(lambda s: (s["epoch"]["committed"] or 0) >= 2)
+    # The 50 items are in by then; the idle epochs after them write nothing (issue 23).
+    first = run.wait_for(lambda s: (s["epoch"]["committed"] or 0) >= 1)
     assert first["state"] == "running"
     assert first["epoch"]["resume"] == 1
     assert first["commits"][-1]["bytes"] > 0

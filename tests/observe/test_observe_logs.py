@@ -104,12 +104,12 @@ def test_debug_logs_each_commit_with_its_size(tmp_path):
                         r"\d+ byte\(s\) in \d+\.\d+ s", commits[0])
 
 
-def test_a_bytewax_variable_fastflow_does_not_read_is_a_warning(tmp_path):
+def test_a_bytewax_variable_is_read_with_a_warning_naming_fastflows(tmp_path):
     (tmp_path / "flow.py").write_text(KEYED.format(n=5))
     done = run(tmp_path, "run", "flow.py", env={"BYTEWAX_PROCESSES": "3"})
     assert done.returncode == 0
     assert done.stderr == (
-        "BYTEWAX_PROCESSES is set, but fastflow reads FASTFLOW_PROCESSES: it is ignored\n")
+        "BYTEWAX_PROCESSES is read as FASTFLOW_PROCESSES, fastflow's name for it\n")
 
 
 @pytest.mark.parametrize("args", [[], ["--log-level", "INFO"]], ids=["default", "INFO"])

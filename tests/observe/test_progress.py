@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import List, Tuple
 
 import pytest
+from _paths import ROOT, TESTS
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+EXAMPLES = ROOT / "examples"
+FIXTURES = TESTS / "fixtures"
 
 
 def on_terminal(argv: List[str], cwd: Path) -> Tuple[int, str, str]:
@@ -124,7 +125,7 @@ def test_upgrade_shows_a_bar_on_a_terminal_and_nothing_piped(tmp_path, fastflow_
         assert out == "upgraded 2 partition(s) of db to format 2; the next run resumes at epoch 5\n"
 
 
-DASHBOARD_FLOW = Path(__file__).resolve().parent / "fixtures" / "dashboard_flow.py"
+DASHBOARD_FLOW = TESTS / "fixtures" / "dashboard_flow.py"
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])

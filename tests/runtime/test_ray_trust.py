@@ -47,6 +47,18 @@ def test_a_stranger_connecting_first_runs_nothing_and_the_run_finishes(tmp_path:
     report = tmp_path / "stranger.txt"
     local = subprocess.run([FASTFLOW, "run", "flow.py"], cwd=tmp_path, capture_output=True,
                            text=True, timeout=180)
+    # The listeners are open only while the processes connect: on a loaded machine the
+    # stranger may miss that window, so the run is repeated (up to 3 times) until it was
+    # there; every run must finish right whatever the stranger did.
+    for _ in range(3):
+        _run_with_a_stranger(tmp_path, marker, report, local.stdout)
+        if report.exists():
+            break
+    # The stranger did reach live listeners during the connect window, and was turned away.
+    assert report.read_text().startswith("refused ")
+
+
+def _run_with_a_stranger(tmp_path: Path, marker: Path, report: Path, expected: str) -> None:
     run = subprocess.Popen([FASTFLOW, "run", "flow.py", "--ray", "-p", "3"], cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stranger = subprocess.Popen([sys.executable, str(STRANGER), str(run.pid), str(marker),
@@ -60,13 +72,11 @@ def test_a_stranger_connecting_first_runs_nothing_and_the_run_finishes(tmp_path:
             run.kill()
             run.wait()
     assert run.returncode == 0, err
-    assert sorted(out.splitlines()) == sorted(local.stdout.splitlines())
+    assert sorted(out.splitlines()) == sorted(expected.splitlines())
     assert not marker.exists()
     # What the driver refused (if the stranger caught its listener's short window) is logged.
     refused = err.splitlines()
     assert all(line.startswith("fastflow: refused a connection from ") for line in refused), err
-    # The stranger did reach live listeners during the connect window, and was turned away.
-    assert report.read_text().startswith("refused ")
 
 
 def test_an_address_where_nothing_listens_fails_at_once_with_one_line(tmp_path: Path) -> None:

@@ -1,10 +1,10 @@
 """More than one machine: ``fastflow run --ray``, the processes of ``-p N`` as Ray actors.
 
-Ray places, starts and watches the processes; everything else is ``cluster.py``: each
-actor runs :func:`cluster.serve`, the ``fastflow run`` process (the Ray *driver*) is the
-coordinator, pacing epochs and committing them to the recovery store, which therefore
-only has to exist where the driver runs (actors send their change sets on the control
-channel). What changes is how the processes are connected: TCP instead of Unix socket
+Ray places, starts and watches the processes; everything else is ``coordinator.py`` and
+``processes.py``: each actor runs :func:`processes.serve`, the ``fastflow run`` process (the
+Ray *driver*) is the coordinator, pacing epochs and committing them to the recovery store,
+which therefore only has to exist where the driver runs (actors send their change sets on the
+control channel). What changes is how the processes are connected: TCP instead of Unix socket
 pairs. Each actor listens on its node's address; the driver hands every actor the others'
 addresses, and the actors open a full mesh of connections (batches go actor to actor,
 never through the driver or Ray's object store), plus one control connection to the
@@ -89,7 +89,7 @@ class _Output:
     Why batched: a message per line made printing flows slow. Lines are held until
     :data:`_OUTPUT_BYTES` are pending or :data:`_OUTPUT_SECONDS` passed since the last
     message, then sent up to the last complete line; the rest goes when the process is
-    idle or ends (``flush``, called by ``cluster.py``), always before it reports that
+    idle or ends (``flush``, called by ``processes.py``), always before it reports that
     it exited, and in order (one control connection).
     """
 
@@ -371,8 +371,8 @@ def connect_ray(
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                "logging_level": logging.ERROR}
     where = address
-    if address is None and os.environ.get("RAY_ADDRESS"):
-        address = os.environ["RAY_ADDRESS"]
+    if address is None and os.environ.get("RAY_ADDRESS", "local") != "local":
+        address = os.environ["RAY_ADDRESS"]  # as ray.init would ("local": start one)
         where = f"{address} (RAY_ADDRESS)"
     local = None
     try:

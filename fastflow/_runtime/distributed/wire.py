@@ -66,7 +66,7 @@ def decode_batch(flag: int, payload: bytes | memoryview) -> list[Any]:
 class UnsendableBatch(Exception):
     """A batch for input ``port`` of plan step ``step`` on another process cannot be pickled.
 
-    Its ``__cause__`` is pickle's error; ``cluster.serve`` names the steps from its plan.
+    Its ``__cause__`` is pickle's error; ``processes.serve`` names the steps from its plan.
     """
 
     def __init__(self, step: int, port: int) -> None:
