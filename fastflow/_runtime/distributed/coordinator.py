@@ -188,6 +188,10 @@ class Coordinator:
             raise ProcessFailed(
                 f"process {process} of {self._processes} failed: {message[1]}", message[2]
             )
+        if message[0] == "lost":  # another process's link closed: say why, as it tells
+            peer = message[1]
+            self._receive_pending(peer, self._controls[peer])  # its own error, if it raised
+            raise self._group.describe(peer)
         if message[0] == "output":  # a process without a terminal of its own printed
             sys.stdout.write(message[1])
             sys.stdout.flush()

@@ -40,7 +40,7 @@ from typing import Any
 
 from fastflow import _hooks as hooks
 from fastflow._runtime.distributed.coordinator import ProcessGroup, run_group
-from fastflow._runtime.distributed.wire import DATA, Link, UnsendableBatch
+from fastflow._runtime.distributed.wire import DATA, Link, PeerLost, UnsendableBatch
 from fastflow._runtime.exchange import Countdown, RemoteSlot, port_end
 from fastflow._runtime.io_nodes import InputNode
 from fastflow._runtime.nodes import End, Node, StatefulNode
@@ -245,7 +245,9 @@ def serve(
         try:
             sys.stdout.flush()  # what it printed before it failed comes first
             hooks.current().leaving()
-            if isinstance(ex, UnsendableBatch):  # the flow's data, not fastflow: no frames
+            if isinstance(ex, PeerLost):  # the coordinator finds out what happened to it
+                control.send(("lost", ex.peer))
+            elif isinstance(ex, UnsendableBatch):  # the flow's data, not fastflow: no frames
                 control.send(("error", _unsendable(ex, settings.plan), ""))
             else:
                 control.send(("error", one_line(ex), user_traceback(user_error(ex))))

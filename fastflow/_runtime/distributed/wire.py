@@ -75,6 +75,18 @@ class UnsendableBatch(Exception):
         self.port = port
 
 
+class PeerLost(EOFError):
+    """The process at the other end of a link closed it: it failed, or died.
+
+    Which of the two is for the coordinator to tell (it hears from that process, or from
+    the group): the process that noticed only reports the loss.
+    """
+
+    def __init__(self, peer: int) -> None:
+        super().__init__(f"process {peer} closed its connection")
+        self.peer = peer
+
+
 class Link:
     """One end of a connection to a peer process, carrying frames both ways."""
 
@@ -138,14 +150,14 @@ class Link:
             del self._outbox[:sent]
 
     def receive(self) -> list[Frame]:
-        """Every complete frame that has arrived; raises ``EOFError`` if the peer closed."""
+        """Every complete frame that has arrived; raises ``PeerLost`` if the peer closed."""
         while True:
             try:
                 chunk = self.sock.recv(1 << 20)
             except BlockingIOError:
                 break
             if not chunk:
-                raise EOFError(f"process {self.peer} closed its connection")
+                raise PeerLost(self.peer)
             self._inbox += chunk
         frames: list[Frame] = []
         buf, at, size = self._inbox, 0, len(self._inbox)
