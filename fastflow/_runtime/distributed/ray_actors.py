@@ -371,7 +371,7 @@ def connect_ray(
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                "logging_level": logging.ERROR}
     where = address
-    if address is None and os.environ.get("RAY_ADDRESS", "local") != "local":
+    if address is None and os.environ.get("RAY_ADDRESS", "") not in ("", "local"):
         address = os.environ["RAY_ADDRESS"]  # as ray.init would ("local": start one)
         where = f"{address} (RAY_ADDRESS)"
     local = None
