@@ -58,25 +58,12 @@ from fastflow._store.errors import (
     MissingPartitionsError,
     NoPartitionsError,
     PartitionsExistError,
-    RecoveryError,
     StoreAccessError,
     StoreLockedError,
     StoreNotWritableError,
 )
 
-__all__ = [
-    "APPLICATION_ID",
-    "SCHEMA_VERSION",
-    "CorruptPartitionError",
-    "InconsistentPartitionsError",
-    "MissingPartitionsError",
-    "NoPartitionsError",
-    "PartitionsExistError",
-    "RecoveryError",
-    "StoreAccessError",
-    "StoreLockedError",
-    "init_db_dir",
-]
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "init_db_dir"]  # the errors: _store/errors.py
 
 SCHEMA_VERSION = 2
 """Version of the partition layout; bumped on any incompatible change."""
